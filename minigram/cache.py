@@ -1,0 +1,287 @@
+"""One `Cache` protocol, three backends: none (stage 1), in-process (1.5), Redis (2).
+
+The app uses the cache read-through only: a miss, or a cache that is down, means "ask the
+database". So `RedisCache` never raises: a failing call opens a circuit for
+``retry_interval`` seconds, during which every call is an instant miss / no-op, and the next
+call after that tries Redis again. Because writes done while Redis was unreachable could not
+invalidate anything, the first successful call after an outage bumps an *epoch* that is part
+of every key, which orphans (and lets expire) everything cached before. Other workers re-read
+the epoch at least once a second.
+
+Every Redis key starts with the configured prefix (default ``minigram:``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from redis.exceptions import RedisError
+
+from minigram import metrics, timing
+from minigram.settings import Settings
+
+logger = logging.getLogger("minigram")
+
+T = TypeVar("T")
+
+#: Version counters live this long; cached values always expire much sooner.
+VERSION_TTL = 86_400
+
+
+class Cache(Protocol):
+    """A byte-string cache. Keys are the app's own names; backends add any prefix."""
+
+    backend: str
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values for ``keys`` in order, None for a miss (or when the cache is down)."""
+        ...
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        """Store ``items``, each expiring after ``ttl`` seconds."""
+        ...
+
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+    async def bump(self, keys: Sequence[str]) -> None:
+        """Increment version counters (creating them at 1)."""
+        ...
+
+    async def health(self) -> dict[str, Any]:
+        """``{"status": "ok" | "degraded" | "disabled", ...}``"""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class NullCache:
+    """Stage 1: no cache at all."""
+
+    backend = "none"
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [None] * len(keys)
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        return None
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        return None
+
+    async def bump(self, keys: Sequence[str]) -> None:
+        return None
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "disabled", "backend": self.backend}
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryCache:
+    """Stage 1.5: a TTL + LRU dict in the (single) process, used from the event loop only."""
+
+    backend = "memory"
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        with timing.timed("cache"):
+            now = time.monotonic()
+            values: list[bytes | None] = []
+            for key in keys:
+                entry = self._data.get(key)
+                if entry is None:
+                    values.append(None)
+                elif entry[1] <= now:
+                    del self._data[key]
+                    values.append(None)
+                else:
+                    self._data.move_to_end(key)
+                    values.append(entry[0])
+            _count(values)
+            return values
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        with timing.timed("cache"):
+            expires = time.monotonic() + ttl
+            for key, value in items.items():
+                self._data[key] = (value, expires)
+                self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        with timing.timed("cache"):
+            for key in keys:
+                self._data.pop(key, None)
+
+    async def bump(self, keys: Sequence[str]) -> None:
+        with timing.timed("cache"):
+            now = time.monotonic()
+            for key in keys:
+                entry = self._data.get(key)
+                current = int(entry[0]) if entry is not None and entry[1] > now else 0
+                self._data[key] = (str(current + 1).encode(), now + VERSION_TTL)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ok", "backend": self.backend, "entries": len(self._data)}
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisCache:
+    """Stage 2: Redis, with short timeouts, no client retries, and a circuit breaker."""
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "minigram:",
+        *,
+        timeout: float = 0.25,
+        retry_interval: float = 1.0,
+        epoch_refresh: float = 1.0,
+    ) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.url = url
+        self.prefix = prefix
+        self.retry_interval = retry_interval
+        self.epoch_refresh = epoch_refresh
+        self._client = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+        )
+        self._down_until = 0.0
+        self._outage = False
+        self._last_error: str | None = None
+        self._epoch = "0"
+        self._epoch_read_at = float("-inf")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}{self._epoch}:{key}"
+
+    async def _call(self, op: Callable[[], Awaitable[T]], *, force: bool = False) -> T | None:
+        """Run ``op`` against Redis; None if the circuit is open or the call failed."""
+        if not force and time.monotonic() < self._down_until:
+            return None
+        start = time.perf_counter()
+        try:
+            if self._outage:
+                # Back after an outage: orphan everything cached before it.
+                self._epoch = str(await self._client.incr(self.prefix + "epoch"))
+                self._epoch_read_at = time.monotonic()
+                self._outage = False
+                logger.warning("redis is back; cache epoch is now %s", self._epoch)
+            elif time.monotonic() - self._epoch_read_at > self.epoch_refresh:
+                raw = await self._client.get(self.prefix + "epoch")
+                self._epoch = _text(raw) if raw is not None else "0"
+                self._epoch_read_at = time.monotonic()
+            return await op()
+        except (TimeoutError, OSError, RedisError) as exc:
+            if not self._outage:
+                logger.warning("redis unavailable, serving from the database: %s", exc)
+            self._outage = True
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._down_until = time.monotonic() + self.retry_interval
+            metrics.cache_error()
+            return None
+        finally:
+            timing.add("cache", time.perf_counter() - start)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+
+        async def op() -> list[bytes | None]:
+            values = await self._client.mget([self._key(k) for k in keys])
+            return [v.encode() if isinstance(v, str) else v for v in values]
+
+        values = await self._call(op)
+        if values is None:
+            values = [None] * len(keys)
+        _count(values)
+        return values
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        if not items:
+            return
+
+        async def op() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(self._key(key), value, px=int(ttl * 1000))
+                await pipe.execute()
+
+        await self._call(op)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+
+        async def op() -> None:
+            await self._client.delete(*[self._key(k) for k in keys])
+
+        await self._call(op)
+
+    async def bump(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+
+        async def op() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.incr(self._key(key))
+                    pipe.expire(self._key(key), VERSION_TTL)
+                await pipe.execute()
+
+        await self._call(op)
+
+    async def health(self) -> dict[str, Any]:
+        async def op() -> bool:
+            return bool(await self._client.ping())
+
+        ok = await self._call(op, force=True)
+        if ok:
+            return {"status": "ok", "backend": self.backend}
+        return {"status": "degraded", "backend": self.backend, "error": self._last_error}
+
+    async def close(self) -> None:
+        try:
+            await self._client.aclose()
+        except Exception:  # pragma: no cover - closing a dead connection
+            pass
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _count(values: Sequence[bytes | None]) -> None:
+    hits = sum(1 for v in values if v is not None)
+    metrics.cache_lookups(hits, len(values) - hits)
+
+
+def create_cache(settings: Settings) -> Cache:
+    if settings.cache_backend == "redis":
+        assert settings.redis_url is not None
+        return RedisCache(settings.redis_url, settings.redis_prefix)
+    if settings.cache_backend == "memory":
+        return MemoryCache()
+    return NullCache()
