@@ -1,0 +1,3 @@
+"""pytest-minigram: performance regression testing with pytest."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,196 @@
+"""``run()``: play a workload of a journey against one target and return a :class:`Result`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from typing import Any
+
+from pytest_minigram.load.client import Target
+from pytest_minigram.load.journey import Journey, RequestFailed, VirtualUser
+from pytest_minigram.load.monitor import PROBE_INTERVAL, CpuMonitor
+from pytest_minigram.load.recorder import Progress, Recorder
+from pytest_minigram.load.result import Result
+from pytest_minigram.load.workloads import Workload
+
+__all__ = ["run", "run_async"]
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class _Engine:
+    """The runner side of ``workloads.Engine``: users, iterations, counters."""
+
+    def __init__(self, journey: Journey, target: Target, recorder: Recorder,
+                 params: Mapping[str, Any], timeout: float, seed: int) -> None:
+        self.journey = journey
+        self.target = target
+        self.recorder = recorder
+        self.params = params
+        self.timeout = timeout
+        self.seed = seed
+        self.t0 = perf_counter()
+        self.active_users = 0
+        self._next_id = 0
+        self._users: set[VirtualUser] = set()
+
+    def new_user(self) -> VirtualUser:
+        user_id = self._next_id
+        self._next_id += 1
+        user = VirtualUser(user_id, self.target, self.recorder, params=self.params,
+                           timeout=self.timeout, seed=hash((self.seed, user_id)))
+        self.active_users += 1
+        self._users.add(user)
+        return user
+
+    def release(self, user: VirtualUser) -> None:
+        if user in self._users:
+            self._users.discard(user)
+            self.active_users -= 1
+            user.close()
+
+    def close_all(self) -> None:
+        for user in list(self._users):
+            self.release(user)
+
+    def dropped(self, n: int = 1) -> None:
+        self.recorder.dropped_iterations += n
+
+    async def iteration(self, user: VirtualUser, lag: float = 0.0) -> None:
+        user._lag = lag
+        journey = self.journey
+        try:
+            if not user.started:
+                if journey.on_start is not None:
+                    await journey.on_start(user)
+                user.started = True
+            await journey.iteration(user)
+        except RequestFailed:
+            return  # already counted as a request error
+        except Exception as exc:  # noqa: BLE001 - a journey bug must not stop the run
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            text = (f"journey {journey.name!r}: {type(exc).__name__}: {exc} "
+                    f"({where.filename}:{where.lineno})")
+            self.recorder.error("exception", text)
+            return
+        finally:
+            user._lag = 0.0
+        self.recorder.iterations += 1
+
+
+def run(workload: Workload, journey: Journey, target: str, *, timeout: float = 10.0,
+        apdex_t: float = 0.5, labels: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None, on_progress: ProgressCallback | None = None,
+        start_at: float | None = None, stop_event: threading.Event | None = None,
+        max_time: float | None = None, seed: int = 0) -> Result:
+    """Run synchronously in a fresh event loop (uvloop when installed).
+
+    Ctrl-C (or ``stop_event.set()``) ends the run early and returns the partial result with
+    ``interrupted=True``.
+    """
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_async(
+            workload, journey, target, timeout=timeout, apdex_t=apdex_t, labels=labels,
+            params=params, on_progress=on_progress, start_at=start_at, stop_event=stop_event,
+            max_time=max_time, seed=seed,
+        ))
+
+
+async def run_async(workload: Workload, journey: Journey, target: str, *,
+                    timeout: float = 10.0, apdex_t: float = 0.5,
+                    labels: Mapping[str, str] | None = None,
+                    params: Mapping[str, Any] | None = None,
+                    on_progress: ProgressCallback | None = None,
+                    start_at: float | None = None,
+                    stop_event: threading.Event | None = None,
+                    max_time: float | None = None, seed: int = 0) -> Result:
+    """The coroutine behind :func:`run`; cancelling it returns the partial result."""
+    if not isinstance(workload, Workload):
+        raise TypeError(f"not a workload: {workload!r}")
+    if timeout <= 0 or apdex_t <= 0:
+        raise ValueError("timeout and apdex_t must be > 0")
+    tgt = Target(target)
+    all_labels = {"journey": journey.name, "target": tgt.url, **(labels or {})}
+    interrupted = False
+    if start_at is not None:
+        try:
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+        except asyncio.CancelledError:
+            interrupted = True
+    recorder = Recorder(apdex_t, open_model=workload.model != "closed")
+    engine = _Engine(journey, tgt, recorder, dict(params or {}), timeout, seed)
+    monitor = CpuMonitor()
+    recorder.started = time.time()
+    engine.t0 = perf_counter()
+    limit = workload.planned_duration()
+    if max_time is not None:
+        limit = max_time if limit is None else min(limit, max_time)
+    driver = asyncio.create_task(workload.drive(engine)) if not interrupted else None
+    ticker = asyncio.create_task(_tick(engine, recorder, monitor, on_progress))
+    probe = asyncio.create_task(_probe(monitor))
+    try:
+        while driver is not None and not driver.done():
+            if stop_event is not None and stop_event.is_set():
+                interrupted = True
+                break
+            step = 0.1 if stop_event is not None else 3600.0
+            if limit is not None:
+                remaining = engine.t0 + limit - perf_counter()
+                if remaining <= 0:
+                    break
+                step = min(step, remaining)
+            await asyncio.wait({driver}, timeout=step)
+    except asyncio.CancelledError:
+        interrupted = True
+    finally:
+        end = perf_counter()
+        ticker.cancel()
+        probe.cancel()
+        if driver is not None:
+            driver.cancel()
+            await asyncio.gather(driver, ticker, probe, return_exceptions=True)
+            if not driver.cancelled() and driver.exception() is not None:
+                raise driver.exception()  # type: ignore[misc]
+        else:
+            await asyncio.gather(ticker, probe, return_exceptions=True)
+        engine.close_all()
+    duration = end - engine.t0
+    last = recorder.timeseries
+    if not last or duration - len(last) > 0.05 or recorder._sec_requests:
+        recorder.tick(engine.active_users)
+    monitor.sample()
+    return recorder.result(duration=duration, workload=workload.to_dict(), labels=all_labels,
+                           generator=monitor.summary(), interrupted=interrupted)
+
+
+async def _tick(engine: _Engine, recorder: Recorder, monitor: CpuMonitor,
+                on_progress: ProgressCallback | None) -> None:
+    second = 1
+    while True:
+        await asyncio.sleep(max(0.0, engine.t0 + second - perf_counter()))
+        second += 1
+        row = recorder.tick(engine.active_users)
+        monitor.sample()
+        if on_progress is not None:
+            on_progress(Progress(
+                elapsed=perf_counter() - engine.t0, users=engine.active_users,
+                rps=float(row["requests"]), errors=recorder.total.errors, p95=row["p95"],
+                requests=recorder.total.count,
+            ))
+
+
+async def _probe(monitor: CpuMonitor) -> None:
+    while True:
+        expected = perf_counter() + PROBE_INTERVAL
+        await asyncio.sleep(PROBE_INTERVAL)
+        monitor.lag(max(0.0, perf_counter() - expected))
