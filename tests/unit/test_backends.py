@@ -7,6 +7,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -97,15 +98,21 @@ def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
     return alive
 
 
-def fake_bindir(names: dict[str, str]) -> Path:
-    """Scripts in a dir any user (also 'postgres') can execute; caller removes it."""
+@contextmanager
+def fake_bindir(monkeypatch: pytest.MonkeyPatch, names: dict[str, str]) -> Iterator[Path]:
+    """Scripts in a dir any user (also 'postgres') can execute, alone on PATH; removed after."""
     bindir = Path(tempfile.mkdtemp(prefix="fakebin-", dir=backends.TEMP_BASE))
-    bindir.chmod(0o755)
-    for name, body in names.items():
-        path = bindir / name
-        path.write_text(f"#!/bin/sh\n{body}\n")
-        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o044)
-    return bindir
+    try:
+        bindir.chmod(0o755)
+        for name, body in names.items():
+            path = bindir / name
+            path.write_text(f"#!/bin/sh\n{body}\n")
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o044)
+        with monkeypatch.context() as patch:
+            patch.setenv("PATH", str(bindir))
+            yield bindir
+    finally:
+        shutil.rmtree(bindir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
@@ -234,36 +241,21 @@ def test_pg_missing_binaries_says_how_to_fix(
 
 
 def test_pg_failing_initdb_is_unavailable_and_cleans_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    bindir = fake_bindir(
-        {"initdb": "echo 'initdb: disk on fire' >&2; exit 1", "postgres": "exit 1"}
-    )
-    try:
-        monkeypatch.setenv("PATH", str(bindir))
-        monkeypatch.setattr(backends, "PG_BIN_GLOBS", [])
-        with pytest.raises(BackendUnavailable) as info:
-            backends.open_postgres()
-    finally:
-        for f in bindir.iterdir():
-            f.unlink()
-        bindir.rmdir()
+    monkeypatch.setattr(backends, "PG_BIN_GLOBS", [])
+    scripts = {"initdb": "echo 'initdb: disk on fire' >&2; exit 1", "postgres": "exit 1"}
+    with fake_bindir(monkeypatch, scripts), pytest.raises(BackendUnavailable) as info:
+        backends.open_postgres()
     message = str(info.value)
     assert "failed with exit code 1" in message and "disk on fire" in message
     assert PG_FIX in message
 
 
 def test_pg_failing_server_is_unavailable_with_log_tail(monkeypatch: pytest.MonkeyPatch) -> None:
-    bindir = fake_bindir(
-        {"initdb": 'mkdir -p "$2"; exit 0', "postgres": "echo 'FATAL: shared memory gone'; exit 2"}
-    )
-    try:
-        monkeypatch.setenv("PATH", str(bindir))
-        monkeypatch.setattr(backends, "PG_BIN_GLOBS", [])
-        with pytest.raises(BackendUnavailable) as info:
-            backends.open_postgres()
-    finally:
-        for f in bindir.iterdir():
-            f.unlink()
-        bindir.rmdir()
+    monkeypatch.setattr(backends, "PG_BIN_GLOBS", [])
+    scripts = {"initdb": 'mkdir -p "$2"; exit 0',
+               "postgres": "echo 'FATAL: shared memory gone'; exit 2"}
+    with fake_bindir(monkeypatch, scripts), pytest.raises(BackendUnavailable) as info:
+        backends.open_postgres()
     message = str(info.value)
     assert "exited with code 2 during start-up" in message
     assert "FATAL: shared memory gone" in message and PG_FIX in message
@@ -367,14 +359,8 @@ def test_redis_missing_binary_says_how_to_fix(
 def test_redis_failing_server_is_unavailable_with_log_tail(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    bindir = fake_bindir({"redis-server": "echo 'Fatal: cannot allocate'; exit 1"})
-    try:
-        monkeypatch.setenv("PATH", str(bindir))
-        with pytest.raises(BackendUnavailable) as info:
-            backends.open_redis()
-    finally:
-        for f in bindir.iterdir():
-            f.unlink()
-        bindir.rmdir()
+    scripts = {"redis-server": "echo 'Fatal: cannot allocate'; exit 1"}
+    with fake_bindir(monkeypatch, scripts), pytest.raises(BackendUnavailable) as info:
+        backends.open_redis()
     message = str(info.value)
     assert "Fatal: cannot allocate" in message and REDIS_FIX in message
