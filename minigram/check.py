@@ -21,12 +21,18 @@ with the database and the media directory:
   without its row, no partial upload (``.<name>.tmp``) left behind.
 
 A write answered with an error may be absent or present: only the last two rules apply.
+
+The check may run while the server still finishes requests whose clients are gone (a load
+test that stops at its deadline abandons the uploads in flight). Until their rows commit,
+those look like files without rows, so the media rules are read again for up to ``settle``
+seconds before a mismatch counts.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +52,9 @@ __all__ = ["CheckReport", "check", "read_writes"]
 WRITE_OPS = ("register", "upload", "delete_photo", "like", "unlike", "follow", "unfollow")
 #: At most this many problems of each kind are listed; all are counted.
 SHOWN_PER_KIND = 10
+#: Seconds to wait for requests in flight before a file without its row (or a row without
+#: its file, or a partial upload) counts.
+SETTLE = 3.0
 
 
 @dataclass
@@ -147,6 +156,21 @@ def _read_state(settings: Settings) -> _State:
     )
 
 
+def _half_written(state: _State) -> bool:
+    return bool(state.partial) or set(state.photos.values()) != state.files
+
+
+def _settled_state(settings: Settings, settle: float) -> _State:
+    """The state, read again (every 0.1 s, for up to ``settle`` s) while files and rows
+    disagree: a request in flight may be between its file and its row."""
+    deadline = time.monotonic() + settle
+    state = _read_state(settings)
+    while _half_written(state) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = _read_state(settings)
+    return state
+
+
 def _last_word(ops: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The write that decides a pair's state, or None when no single write can."""
     def end(record: Mapping[str, Any]) -> float:
@@ -163,11 +187,14 @@ def _last_word(ops: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 
 
 def check(
-    settings: Settings, writes: Iterable[Mapping[str, Any]] | str | os.PathLike[str] | None = None
+    settings: Settings,
+    writes: Iterable[Mapping[str, Any]] | str | os.PathLike[str] | None = None,
+    *,
+    settle: float = SETTLE,
 ) -> CheckReport:
     """Compare acknowledged ``writes`` (records, or a JSON-lines path) with ``settings``' data."""
     records = read_writes(writes) if isinstance(writes, str | os.PathLike) else list(writes or ())
-    state = _read_state(settings)
+    state = _settled_state(settings, settle)
     report = CheckReport()
     acked = [r for r in records if r.get("ok")]
     report.checked = {

@@ -4,6 +4,8 @@ check``), on stage 1 (which answers many writes with 503 "database is locked") a
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -124,6 +126,40 @@ def test_check_follows_the_last_acknowledged_write_of_each_pair(tmp_path):
     overlapping = [op("like", "seed_user_0", 0, photo_id=1),
                    op("unlike", "seed_user_0", 0.5, photo_id=1)]
     assert check(settings, overlapping).ok
+
+
+def test_check_waits_for_an_upload_in_flight_but_not_for_a_real_orphan(tmp_path):
+    """A file whose row commits within the settle time is an upload that was in flight; a
+    file that never gets its row is reported once the settle time is over."""
+    with app_server(tmp_path / "data", "1", seed_users=2, seed_photos=1) as server:
+        pass
+    settings = server.settings
+    name = "InFlightUpload0000000.png"
+    (settings.media_dir / name).write_bytes(b"not read by the check")
+    engine = create_engine(engine_url(settings.database_url), poolclass=NullPool)
+
+    def commit_row() -> None:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO photos (owner_id, caption, filename, content_type, size, created_at)"
+                " SELECT id, '', :name, 'image/png', 21, CURRENT_TIMESTAMP FROM users LIMIT 1"
+            ), {"name": name})
+
+    timer = threading.Timer(0.5, commit_row)
+    timer.start()
+    try:
+        started = time.monotonic()
+        assert check(settings, [], settle=5.0).ok
+        assert 0.4 < time.monotonic() - started < 5.0
+    finally:
+        timer.join()
+        engine.dispose()
+
+    (settings.media_dir / "NeverGetsItsRow000000.png").write_bytes(b"orphan")
+    started = time.monotonic()
+    report = check(settings, [], settle=0.5)
+    assert time.monotonic() - started >= 0.5
+    assert list(report.problems) == ["file without photo row"], report.summary()
 
 
 @pytest.fixture(scope="module")
