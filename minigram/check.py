@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.pool import NullPool
 
 from minigram.db import engine_url
@@ -123,18 +123,12 @@ class _State:
     partial: list[str]
 
 
-def _read_state(settings: Settings) -> _State:
-    engine = create_engine(engine_url(settings.database_url), poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            names = dict(conn.execute(select(users.c.id, users.c.username)).all())
-            photo_rows = dict(conn.execute(select(photos.c.id, photos.c.filename)).all())
-            like_rows = conn.execute(select(likes.c.user_id, likes.c.photo_id)).all()
-            follow_rows = conn.execute(
-                select(follows.c.follower_id, follows.c.followee_id)
-            ).all()
-    finally:
-        engine.dispose()
+def _read_state(settings: Settings, engine: Engine) -> _State:
+    with engine.connect() as conn:
+        names = dict(conn.execute(select(users.c.id, users.c.username)).all())
+        photo_rows = dict(conn.execute(select(photos.c.id, photos.c.filename)).all())
+        like_rows = conn.execute(select(likes.c.user_id, likes.c.photo_id)).all()
+        follow_rows = conn.execute(select(follows.c.follower_id, follows.c.followee_id)).all()
     files: set[str] = set()
     partial: list[str] = []
     directory = settings.media_dir
@@ -164,11 +158,15 @@ def _settled_state(settings: Settings, settle: float) -> _State:
     """The state, read again (every 0.1 s, for up to ``settle`` s) while files and rows
     disagree: a request in flight may be between its file and its row."""
     deadline = time.monotonic() + settle
-    state = _read_state(settings)
-    while _half_written(state) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        state = _read_state(settings)
-    return state
+    engine = create_engine(engine_url(settings.database_url), poolclass=NullPool)
+    try:
+        state = _read_state(settings, engine)
+        while _half_written(state) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            state = _read_state(settings, engine)
+        return state
+    finally:
+        engine.dispose()
 
 
 def _last_word(ops: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
