@@ -261,23 +261,16 @@ def test_serve_sqlite_stage_and_ctrl_c(serve, tmp_path, stage):
     _stop_and_check_nothing_is_left(served, signal.SIGINT)
 
 
+def _serve_stage_2(serve, tmp_path, pg_url: str, redis_prefix: str):
+    return serve("--stage", "2", "--workers", "2", "--data-dir", str(tmp_path / "data"),
+                 "--database-url", pg_url, "--redis-url", REDIS_URL,
+                 "--redis-prefix", redis_prefix + "serve:")
+
+
 def test_serve_stage_2_workers_replace_a_killed_one_and_stop_cleanly(
     serve, tmp_path, app_pg_url, app_redis_prefix
 ):
-    served = serve(
-        "--stage",
-        "2",
-        "--workers",
-        "2",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--database-url",
-        app_pg_url,
-        "--redis-url",
-        REDIS_URL,
-        "--redis-prefix",
-        app_redis_prefix + "serve:",
-    )
+    served = _serve_stage_2(serve, tmp_path, app_pg_url, app_redis_prefix)
     health = served.wait_healthy()
     assert health["status"] == "ok"
     assert health["components"]["cache"]["status"] == "ok"
@@ -305,20 +298,7 @@ def test_serve_stage_2_workers_replace_a_killed_one_and_stop_cleanly(
 
 
 def test_serve_stage_2_stops_on_sigterm(serve, tmp_path, app_pg_url, app_redis_prefix):
-    served = serve(
-        "--stage",
-        "2",
-        "--workers",
-        "2",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--database-url",
-        app_pg_url,
-        "--redis-url",
-        REDIS_URL,
-        "--redis-prefix",
-        app_redis_prefix + "serve:",
-    )
+    served = _serve_stage_2(serve, tmp_path, app_pg_url, app_redis_prefix)
     served.wait_healthy()
     assert len(served.workers()) == 2
     _stop_and_check_nothing_is_left(served, signal.SIGTERM)

@@ -300,6 +300,22 @@ def _read_response(sock: socket.socket, timeout: float) -> bytes:
     return data
 
 
+def _stream_until_answered(sock: socket.socket, frame: bytes, limit: int) -> tuple[int, bytes]:
+    """Send chunked ``frame``s until the server answers (or ``limit`` body bytes went out);
+    (body bytes sent, the answer's head)."""
+    sent = 0
+    try:
+        while sent < limit:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break
+            sock.sendall(frame)
+            sent += len(frame) - frame.index(b"\r\n") - 4
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return sent, _read_response(sock, 10)
+
+
 def _status(raw: bytes) -> int:
     return int(raw.split(b" ", 2)[1])
 
@@ -327,23 +343,12 @@ def test_a_100_mb_body_is_refused_early_with_memory_bounded(
     for path, kind in (("/api/photos", "multipart/form-data; boundary=b"),
                        ("/api/login", "application/json"),
                        ("/api/register", "application/json")):
-        sent = 0
-        answer = b""
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(
                 f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                 f"Content-Type: {kind}\r\nAuthorization: Bearer nope\r\n\r\n".encode()
             )
-            try:
-                while sent < hundred_mb:
-                    readable, _, _ = select.select([sock], [], [], 0)
-                    if readable:
-                        break
-                    sock.sendall(frame)
-                    sent += len(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            answer = _read_response(sock, 10)
+            sent, answer = _stream_until_answered(sock, frame, hundred_mb)
         assert _status(answer) in (401, 413), (path, answer[:300])
         assert sent < 20 * 1024 * 1024, f"{path}: sent {sent} bytes before the answer"
     # Authenticated, so the upload really streams until the limit.
@@ -354,7 +359,6 @@ def test_a_100_mb_body_is_refused_early_with_memory_bounded(
     token = requests.post(
         f"{server.url}/api/login", json={"username": "alice", "password": PASSWORD}
     ).json()["token"]
-    sent = 0
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             "POST /api/photos HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -366,16 +370,7 @@ def test_a_100_mb_body_is_refused_early_with_memory_bounded(
             + b'--b\r\nContent-Disposition: form-data; name="file"; fi'.ljust(64, b"x")[:64]
             + b"\r\n"
         )
-        try:
-            while sent < hundred_mb:
-                readable, _, _ = select.select([sock], [], [], 0)
-                if readable:
-                    break
-                sock.sendall(frame)
-                sent += len(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = _read_response(sock, 10)
+        sent, answer = _stream_until_answered(sock, frame, hundred_mb)
     assert _status(answer) in (400, 413), answer[:300]
     assert sent < 20 * 1024 * 1024
     assert process.memory_info().rss - rss_before < 64 * 1024 * 1024
