@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/instance_noise.py [--servers 5] [--runs 2] [--duration 8]
                                                    [--stage 1] [--hash-seed random|N]
 
-Seeds one throw-away Minigram database (as ``gate_power.py`` does), then starts ``--servers``
+Seeds one throw-away Minigram database, then starts ``--servers``
 fresh server processes one after another. Each is warmed up for 3 s and measured ``--runs``
 times with the ``feed`` journey, one closed-model user. It prints the p50 and min of every run
 and two spreads side by side: between runs of the same process, and between processes (the
@@ -15,18 +15,56 @@ however quiet the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gate_power import Minigram, measure  # noqa: E402
 from hdrh.histogram import HdrHistogram  # noqa: E402
+
+from pytest_minigram.journeys import get_journey  # noqa: E402
+from pytest_minigram.load import Closed, run  # noqa: E402
+from pytest_minigram.server import ServerProcess, free_port  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+class Minigram:
+    """A seeded data directory, and server processes on it."""
+
+    def __init__(self, stage: str, workdir: Path, users: int, photos: int) -> None:
+        self.stage = stage
+        self.workdir = workdir
+        self.env = {"MINIGRAM_STAGE": stage, "MINIGRAM_DATA_DIR": str(workdir / "data"),
+                    "MINIGRAM_MEDIA_DIR": str(workdir / "data" / "media"), "MINIGRAM_FAULTS": ""}
+        full = {**os.environ, **self.env}
+        for args in (["db", "upgrade"],
+                     ["seed", "--users", str(users), "--photos", str(photos), "--reset"]):
+            subprocess.run([sys.executable, "-m", "minigram", *args], env=full, check=True,
+                           capture_output=True, timeout=300, cwd=ROOT)
+
+    def server(self, name: str, faults: str = "") -> ServerProcess:
+        port = free_port(HOST)
+        return ServerProcess(
+            [sys.executable, "-m", "minigram", "serve", "--stage", self.stage,
+             "--host", HOST, "--port", str(port)],
+            log_path=self.workdir / f"server-{name}.log",
+            env={**self.env, "MINIGRAM_FAULTS": faults},
+            health_url=f"http://{HOST}:{port}/healthz", name=f"minigram-{name}", cwd=ROOT,
+        )
+
+
+def measure(url: str, users: int, duration: float, seed_users: int) -> dict[str, Any]:
+    workload = Closed(users=users, duration=duration, ramp_up=1.0)
+    result = run(workload, get_journey("feed"), url, params={"seed_users": seed_users})
+    return result.to_dict()
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ import json
 import math
 import random
 import re
+import statistics
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,8 @@ __all__ = [
     "format_table",
     "mann_whitney_u",
     "bootstrap_floor_test",
+    "floor_of",
+    "hierarchical_floor_test",
     "parse_tolerances",
     "quantile",
 ]
@@ -214,18 +217,39 @@ class Change:
     window_shift: float | None = None  # shift of the floor, in the tolerance's unit
     n_baseline: int = 0
     n_current: int = 0
+    rounds_baseline: int = 1  # rounds with windows (each may have run on its own server)
+    rounds_current: int = 1
     tolerance: str | None = None
     note: str = ""
 
 
 class _Windows:
-    """The steady-state one-second rows of a result, with decoded histograms cached."""
+    """The steady-state one-second rows of a result, per round, with decoded histograms cached.
+
+    A result of one run is one group of windows. A result of several rounds (``concat``, the
+    plugin's ``--minigram-rounds``) is one group per round: each round has its own ramp-up and
+    its own last, partial second, and may have run on its own server process.
+    """
 
     def __init__(self, result: dict[str, Any], config: GateConfig) -> None:
         workload = result.get("workload") or {}
-        start = math.ceil(float(workload.get("ramp_up") or 0)) if config.skip_ramp_up else 0
-        end = math.floor(float(result.get("duration") or 0))  # the last second may be partial
-        self.rows = [r for r in result.get("timeseries") or [] if start <= int(r["t"]) < end]
+        ramp = math.ceil(float(workload.get("ramp_up") or 0)) if config.skip_ramp_up else 0
+        rounds = result.get("rounds") or [
+            {"index": None, "offset": 0, "duration": result.get("duration") or 0}]
+        rows = result.get("timeseries") or []
+        self.groups: list[list[int]] = []  # indexes into self.rows, one list per round
+        self.rows: list[dict[str, Any]] = []
+        for info in rounds:
+            offset = int(info.get("offset") or 0)
+            start = offset + ramp
+            end = offset + math.floor(float(info.get("duration") or 0))  # last second: partial
+            index = info.get("index")
+            group = []
+            for row in rows:
+                if start <= int(row["t"]) < end and (index is None or row.get("round") == index):
+                    group.append(len(self.rows))
+                    self.rows.append(row)
+            self.groups.append(group)
         self.min_requests = config.min_window_requests
         self._hists: dict[int, HdrHistogram] = {}
 
@@ -237,29 +261,39 @@ class _Windows:
             self._hists[i] = HdrHistogram.decode(blob)
         return self._hists[i]
 
-    def samples(self, metric: str) -> list[float]:
+    def _sample(self, metric: str, i: int) -> float | None:
+        row = self.rows[i]
         kind = _kind(metric)
         if kind == "throughput":
-            return [float(r["requests"]) for r in self.rows]
+            return float(row["requests"])
         if kind == "error_rate":
-            return [r["errors"] / r["requests"] for r in self.rows if r["requests"]]
+            return row["errors"] / row["requests"] if row["requests"] else None
+        if row["requests"] < self.min_requests:
+            return None
         q = _percentile_of(metric)
+        hist = self._hist(i)
+        if hist is not None and hist.get_total_count():
+            if q is not None:
+                return hist.get_value_at_percentile(q) / 1e6
+            if metric == "mean":
+                return hist.get_mean_value() / 1e6
+            value = hist.get_min_value() if metric == "min" else hist.get_max_value()
+            return value / 1e6
+        if q in (50.0, 95.0) and row.get(f"p{q:g}") is not None:
+            return float(row[f"p{q:g}"])
+        return None
+
+    def grouped(self, metric: str) -> list[list[float]]:
+        """The metric's window samples, one list per round (rounds without any left out)."""
         out = []
-        for i, row in enumerate(self.rows):
-            if row["requests"] < self.min_requests:
-                continue
-            hist = self._hist(i)
-            if hist is not None and hist.get_total_count():
-                if q is not None:
-                    out.append(hist.get_value_at_percentile(q) / 1e6)
-                elif metric == "mean":
-                    out.append(hist.get_mean_value() / 1e6)
-                else:
-                    value = hist.get_min_value() if metric == "min" else hist.get_max_value()
-                    out.append(value / 1e6)
-            elif q in (50.0, 95.0) and row.get(f"p{q:g}") is not None:
-                out.append(float(row[f"p{q:g}"]))
+        for group in self.groups:
+            values = [v for v in (self._sample(metric, i) for i in group) if v is not None]
+            if values:
+                out.append(values)
         return out
+
+    def samples(self, metric: str) -> list[float]:
+        return [v for group in self.grouped(metric) for v in group]
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -301,22 +335,49 @@ def _shift(metric: str, tol: Tolerance | None, base: float, cur: float) -> float
     return (cur - base) / abs(base) * _bad_direction(metric)
 
 
+def floor_of(groups: Sequence[Sequence[float]], q: float) -> float:
+    """The floor of windows grouped by round: the median over rounds of each round's ``q``
+    quantile (with one round, simply the ``q`` quantile of its windows)."""
+    floors = [quantile(g, q) for g in groups]
+    return floors[0] if len(floors) == 1 else statistics.median(floors)
+
+
 def bootstrap_floor_test(xb: Sequence[float], xc: Sequence[float], q: float,
                          shift: Callable[[float, float], float | None], resamples: int,
                          seed: int) -> float:
-    """Two-sided bootstrap p-value of ``shift(floor(xb), floor(xc)) != 0``.
+    """Two-sided bootstrap p-value of ``shift(floor(xb), floor(xc)) != 0``, one run a side.
 
     Each side's windows are resampled with replacement, ``resamples`` times; the floor is
     the ``q`` quantile. The p-value is twice the smaller share of resampled shifts at or
     beyond zero on either side (percentile bootstrap), with the usual +1 correction so that
     it is never 0.
     """
+    return hierarchical_floor_test([xb], [xc], q, shift, resamples, seed)
+
+
+def hierarchical_floor_test(gb: Sequence[Sequence[float]], gc: Sequence[Sequence[float]],
+                            q: float, shift: Callable[[float, float], float | None],
+                            resamples: int, seed: int) -> float:
+    """:func:`bootstrap_floor_test` for windows grouped by round (a two-level bootstrap).
+
+    Rounds ran on different server processes, and a process's own speed is a source of
+    noise of its own: windows of one round are not independent of each other. So each
+    resample first draws the rounds with replacement, then the windows within each drawn
+    round (Davison & Hinkley 1997, sec. 3.8; Saravanan et al. 2020), and takes
+    :func:`floor_of` the result. With one round a side this is exactly the one-level
+    bootstrap over windows.
+    """
     rng = random.Random(seed)
     above = below = 0
-    nb, nc = len(xb), len(xc)
+
+    def draw(groups: Sequence[Sequence[float]]) -> float:
+        chosen = groups if len(groups) == 1 else [
+            groups[rng.randrange(len(groups))] for _ in groups]
+        return floor_of([[g[rng.randrange(len(g))] for _ in g] for g in chosen], q)
+
     for _ in range(resamples):
-        b = quantile([xb[rng.randrange(nb)] for _ in range(nb)], q)
-        c = quantile([xc[rng.randrange(nc)] for _ in range(nc)], q)
+        b = draw(gb)
+        c = draw(gc)
         moved = shift(b, c)
         if moved is None or moved >= 0:
             above += 1
@@ -329,9 +390,11 @@ def _compare_metric(metric: str, base: Result, cur: Result, wb: _Windows, wc: _W
                     tol: Tolerance | None, config: GateConfig) -> Change:
     b, c = base.metric(metric), cur.metric(metric)
     rel = (c - b) / abs(b) if b and math.isfinite(b) else None
-    xb, xc = wb.samples(metric), wc.samples(metric)
+    gb, gc = wb.grouped(metric), wc.grouped(metric)
+    xb, xc = [v for g in gb for v in g], [v for g in gc for v in g]
     ch = Change(metric, b, c, rel, False, None, False, False, delta=c - b,
                 n_baseline=len(xb), n_current=len(xc),
+                rounds_baseline=max(1, len(gb)), rounds_current=max(1, len(gc)),
                 tolerance=tol.text if tol else None)
     if tol is not None:
         ch.beyond_tolerance = tol.exceeded(b, c)
@@ -340,14 +403,14 @@ def _compare_metric(metric: str, base: Result, cur: Result, wb: _Windows, wc: _W
                    f"need {config.min_samples} each)")
         return ch
     q = _floor_q(metric, config)
-    fb, fc = quantile(xb, q), quantile(xc, q)
+    fb, fc = floor_of(gb, q), floor_of(gc, q)
     ch.floor_baseline, ch.floor_current = fb, fc
     ch.floor_change = (fc - fb) / abs(fb) if fb else None
     ch.window_shift = _shift(metric, tol, fb, fc)
     u, _ = mann_whitney_u(xc, xb)
     ch.consistency = u / (len(xc) * len(xb))
-    ch.p_value = bootstrap_floor_test(xb, xc, q, lambda x, y: _shift(metric, tol, x, y),
-                                      config.resamples, config.seed)
+    ch.p_value = hierarchical_floor_test(gb, gc, q, lambda x, y: _shift(metric, tol, x, y),
+                                         config.resamples, config.seed)
     ch.significant = ch.p_value < config.alpha
     if tol is not None:
         floor_beyond = ch.window_shift is not None and ch.window_shift > tol.amount

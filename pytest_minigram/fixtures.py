@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,16 @@ from pytest_minigram.plugin_session import MinigramSession, get_session
 from pytest_minigram.slo import SLOViolation, ThresholdError, evaluate
 
 DECLARATIVE_KEYS = ("journey", "users", "duration", "rate", "stages", "ramp_up", "think_time",
-                    "iterations", "slo", "apdex_t", "timeout", "params", "max_users")
+                    "iterations", "slo", "apdex_t", "timeout", "params", "max_users", "rounds")
 
 
 @dataclass
 class MinigramServer:
-    """A running Minigram: its URL, stage, seed sizes and log file."""
+    """A running Minigram: its URL, stage, seed sizes and log file.
+
+    With ``--minigram-rounds N`` the stage has N server processes on the same data: ``urls``
+    and ``pids`` list them all, ``url`` and ``pid`` are the first.
+    """
 
     url: str
     stage: str
@@ -29,6 +33,12 @@ class MinigramServer:
     log_path: Path
     backends: dict[str, str]
     pid: int | None = None
+    urls: list[str] = field(default_factory=list)
+    pids: list[int | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.urls = self.urls or [self.url]
+        self.pids = self.pids or [self.pid]
 
     def alive(self) -> bool:
         try:
@@ -101,7 +111,8 @@ def minigram_server(minigram_session: MinigramSession, minigram_stage: str) -> M
         pytest.skip(message)
     return MinigramServer(url=info["url"], stage=minigram_stage, seed=info.get("seed", {}),
                           log_path=Path(info["log"]), backends=info.get("backends", {}),
-                          pid=info.get("pid"))
+                          pid=info.get("pid"), urls=info.get("urls") or [],
+                          pids=info.get("pids") or [])
 
 
 @pytest.fixture
@@ -124,6 +135,8 @@ def minigram_load(request: pytest.FixtureRequest, minigram_session: MinigramSess
 
     ``minigram_load("realistic", users=200, duration="20s")`` runs a closed workload;
     ``rate=`` an open one, ``stages=[(rate, seconds), ...]`` a ramping arrival rate.
+    ``rounds=N`` (default ``--minigram-rounds``) runs it N times in a row, round r against
+    the stage's r-th server process, and returns the rounds joined.
     """
     server: MinigramServer | None = None
     if "minigram_server" in request.fixturenames:

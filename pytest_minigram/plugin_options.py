@@ -40,6 +40,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--minigram-duration", "minigram_duration",
            "Scale every declared duration by a factor (0.5) or set it to a fixed time (10s)",
            default="1", metavar="FACTOR|TIME"),
+    Option("--minigram-rounds", "minigram_rounds",
+           "Run each perf test's load N times in a row, each round against its own server "
+           "process (N per stage); the regression gate then compares round by round "
+           "(default: 1)", default="1", metavar="N"),
     Option("--minigram-rate", "minigram_rate",
            "Scale every declared arrival rate by this factor (default: 1)",
            default="1", metavar="FACTOR"),
@@ -161,6 +165,19 @@ def _count(opt: Option, value: Any) -> int:
     return n
 
 
+MAX_ROUNDS = 16
+
+
+def parse_rounds(opt: Option, value: Any) -> int:
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_ROUNDS:
+        raise _usage(opt, value, f"expected a whole number of rounds from 1 to {MAX_ROUNDS}")
+    return n
+
+
 def _url(opt: Option, value: Any, schemes: tuple[str, ...]) -> str | None:
     if value in (None, ""):
         return None
@@ -183,6 +200,7 @@ class Settings:
     pg_url: str | None = None
     redis_url: str | None = None
     require_backends: bool = False
+    rounds: int = 1
     seed_users: int = 200
     seed_photos: int = 1000
     report: Path | None = None
@@ -239,6 +257,7 @@ def resolve(config: pytest.Config) -> Settings:
         redis_url=_url(_opt("--minigram-redis-url"), raw["--minigram-redis-url"],
                        ("redis", "rediss", "unix")),
         require_backends=bool(raw["--minigram-require-backends"]),
+        rounds=parse_rounds(_opt("--minigram-rounds"), raw["--minigram-rounds"]),
         seed_users=_count(_opt("--minigram-seed-users"), raw["--minigram-seed-users"]),
         seed_photos=_count(_opt("--minigram-seed-photos"), raw["--minigram-seed-photos"]),
         report=Path(report) if report else None,

@@ -31,7 +31,7 @@ from pytest_minigram.compare import (
 )
 from pytest_minigram.environment import collect_environment
 from pytest_minigram.journeys import get_journey, register_journey
-from pytest_minigram.load import Closed, Journey, Open, RampingRate, Result, merge, run
+from pytest_minigram.load import Closed, Journey, Open, RampingRate, Result, concat, merge, run
 from pytest_minigram.load import parse_duration as _parse_duration
 from pytest_minigram.outputs import Outputs, unique_tests, write_outputs
 from pytest_minigram.plugin_options import Settings
@@ -151,7 +151,8 @@ class MinigramSession:
                                   "photos": self.settings.seed_photos}
 
             self._pool = StagePool(self.tmpdir / "servers", pg_url=self.settings.pg_url,
-                                   redis_url=self.settings.redis_url, seed_sizes=seed_sizes)
+                                   redis_url=self.settings.redis_url, seed_sizes=seed_sizes,
+                                   instances=self.settings.rounds)
         return self._pool
 
     def server_info(self, stage: str) -> dict[str, Any]:
@@ -220,23 +221,58 @@ class MinigramSession:
                  rate: float | None = None, stages: Any = None, ramp_up: Any = 0.0,
                  think_time: Any = None, iterations: int | None = None,
                  max_users: int | None = None, params: dict[str, Any] | None = None,
-                 apdex_t: float = 0.5, timeout: float = 10.0,
+                 apdex_t: float = 0.5, timeout: float = 10.0, rounds: int | None = None,
                  kind: str | None = None) -> tuple[dict[str, Any], Any]:
         j = self.journey(journey)
         wl = self.workload(users=users, duration=duration, rate=rate, stages=stages,
                            ramp_up=ramp_up, think_time=think_time, iterations=iterations,
                            max_users=max_users)
+        n_rounds = self.settings.rounds if rounds is None else rounds
+        if not isinstance(n_rounds, int) or isinstance(n_rounds, bool) or not 1 <= n_rounds <= 16:
+            raise pytest.UsageError(f"minigram_load: bad rounds {rounds!r}; expected a whole "
+                                    "number from 1 to 16")
+        # Round r goes to the stage's r-th server process; a target of your own gets them all.
+        targets = [target]
+        if server is not None and target == server.url and len(server.urls) > 1:
+            targets = list(server.urls)
         labels = {"test": item.nodeid, "stage": stage or "", "journey": j.name, "target": target}
         run_params = dict(params or {})
         if server is not None:
             run_params.setdefault("seed_users", server.seed.get("users", 0))
         options = {"timeout": timeout, "apdex_t": apdex_t, "labels": labels,
                    "params": run_params}
+        server_pids = [pid for pid in (server.pids if server is not None else []) if pid]
+        cpu_before = [process_tree_cpu(pid) for pid in server_pids]
+        parts = []
+        for index in range(n_rounds):
+            round_target = targets[index % len(targets)]
+            parts.append(self._run_round(item, wl, j, round_target, server, options,
+                                         key=item.nodeid + (f"#round{index}" if index else "")))
+        result = parts[0] if n_rounds == 1 else concat(
+            parts, [targets[i % len(targets)] for i in range(n_rounds)])
+        result.labels.update(labels)
+        self._check_server(server)
+        as_dict = result.to_dict()
+        as_dict["workload"] = wl.to_dict()  # the whole load, not one worker's share
+        cpu_after = [process_tree_cpu(pid) for pid in server_pids]
+        if server_pids and None not in cpu_before and None not in cpu_after:
+            as_dict["server"] = {
+                "cpu_seconds": round(sum(cpu_after) - sum(cpu_before), 4),  # type: ignore[arg-type]
+                "pid": server_pids[0]}
+        record = {"test": item.nodeid, "stage": stage, "kind": kind or _kind(item),
+                  "result": as_dict, "slo": [], "comparison": []}
+        item.stash.setdefault(RECORDS, []).append(record)
+        if item.stash.get(ROLE, "single") != "follower":
+            self.config.hook.pytest_minigram_result(config=self.config, nodeid=item.nodeid,
+                                                    stage=stage, result=result)
+        return record, result
+
+    def _run_round(self, item: pytest.Item, wl: Any, j: Journey, target: str, server: Any,
+                   options: dict[str, Any], key: str) -> Result:
+        """One run of the workload; under xdist, every worker's share, merged."""
         expected = (wl.planned_duration() or 600.0) + 60.0
-        server_pid = (server.pid if server is not None else None)
-        cpu_before = process_tree_cpu(server_pid)
         if self.shared is not None and item.get_closest_marker("perf") is not None:
-            rv = distributed.Rendezvous(self.shared, item.nodeid, self.wid, self.participants)
+            rv = distributed.Rendezvous(self.shared, key, self.wid, self.participants)
             try:
                 index, shares = rv.arrive(timeout=BARRIER_TIMEOUT)
             except distributed.DistributedError as exc:
@@ -250,49 +286,34 @@ class MinigramSession:
                 parts = rv.exchange(partial.to_dict(), timeout=expected)
             except distributed.DistributedError as exc:
                 raise pytest.fail.Exception(str(exc), pytrace=False) from None
-            result = merge([Result.from_dict(p) for p in parts])
-        else:
-            with _LoadWatch(self, server, []) as watch:
-                result = run(wl, j, target, stop_event=watch.stop, **options)
-            watch.raise_if_interrupted(result)
-        result.labels.update(labels)
-        self._check_server(server)
-        as_dict = result.to_dict()
-        as_dict["workload"] = wl.to_dict()  # the whole load, not one worker's share
-        cpu_after = process_tree_cpu(server_pid)
-        if cpu_before is not None and cpu_after is not None:
-            as_dict["server"] = {"cpu_seconds": round(cpu_after - cpu_before, 4),
-                                 "pid": server_pid}
-        record = {"test": item.nodeid, "stage": stage, "kind": kind or _kind(item),
-                  "result": as_dict, "slo": [], "comparison": []}
-        item.stash.setdefault(RECORDS, []).append(record)
-        if item.stash.get(ROLE, "single") != "follower":
-            self.config.hook.pytest_minigram_result(config=self.config, nodeid=item.nodeid,
-                                                    stage=stage, result=result)
-        return record, result
+            return merge([Result.from_dict(p) for p in parts])
+        with _LoadWatch(self, server, []) as watch:
+            result = run(wl, j, target, stop_event=watch.stop, **options)
+        watch.raise_if_interrupted(result)
+        return result
 
-    def _server_process(self, server: Any) -> Any:
-        """The ServerProcess behind ``server`` when this process started it, else None."""
+    def _stack(self, server: Any) -> Any:
+        """The Stack behind ``server`` when this process started it, else None."""
         if server is None or self._pool is None:
             return None
-        stack = next((s for s in self._pool.running() if s.stage == server.stage), None)
-        return stack.server if stack else None
+        return next((s for s in self._pool.running() if s.stage == server.stage), None)
 
     def server_alive(self, server: Any) -> bool:
         """Cheap liveness check, polled during a load (no HTTP: the server may be busy)."""
         if server is None:
             return True
-        proc = self._server_process(server)
-        if proc is not None:
-            return bool(proc.alive)
-        return server.pid is None or _pid_alive(server.pid)
+        stack = self._stack(server)
+        if stack is not None:
+            return stack.alive
+        return all(_pid_alive(pid) for pid in server.pids if pid)
 
     def _check_server(self, server: Any) -> None:
         if server is None:
             return
-        proc = self._server_process(server)
-        if proc is not None:
-            proc.check_alive()
+        stack = self._stack(server)
+        if stack is not None:
+            for proc in stack.servers:
+                proc.check_alive()
         elif not server.alive():
             raise ServerDied(f"the Minigram server for stage {server.stage} stopped answering "
                              f"during the load. Last lines of its log:\n{server.log_tail()}")

@@ -20,7 +20,12 @@ PORT_ATTEMPTS = 3
 
 @dataclass
 class Stack:
-    """One running Minigram server and what it runs on."""
+    """A running Minigram (one or more server processes on the same data) and its backends.
+
+    Several processes serve the same database and media directory, each on its own port;
+    ``--minigram-rounds`` sends each round of a perf test to the next one. The first is the
+    one functional tests and ``minigram_server.url`` use.
+    """
 
     stage: str
     url: str
@@ -28,11 +33,19 @@ class Stack:
     seed: dict[str, int]
     backends: dict[str, str] = field(default_factory=dict)
     server: ServerProcess | None = None
+    urls: list[str] = field(default_factory=list)
+    servers: list[ServerProcess] = field(default_factory=list)
+
+    @property
+    def alive(self) -> bool:
+        return all(s.alive for s in self.servers or ([self.server] if self.server else []))
 
     def describe(self) -> dict[str, Any]:
         return {"stage": self.stage, "url": self.url, "log": str(self.log_path),
                 "seed": self.seed, "backends": self.backends,
-                "pid": self.server.pid if self.server is not None else None}
+                "pid": self.server.pid if self.server is not None else None,
+                "urls": list(self.urls or [self.url]),
+                "pids": [s.pid for s in self.servers]}
 
 
 def process_tree_cpu(pid: int | None) -> float | None:
@@ -75,8 +88,10 @@ class StagePool:
     """Starts one server per stage on first use and stops everything on close()."""
 
     def __init__(self, workdir: Path, *, pg_url: str | None, redis_url: str | None,
-                 seed_sizes: SeedSizes, startup_timeout: float = 120.0) -> None:
+                 seed_sizes: SeedSizes, startup_timeout: float = 120.0,
+                 instances: int = 1) -> None:
         self.workdir = workdir
+        self.instances = instances
         self.pg_url = pg_url
         self.redis_url = redis_url
         self.seed_sizes = seed_sizes
@@ -90,9 +105,10 @@ class StagePool:
     def get(self, stage: str) -> Stack:
         with self._lock:
             stack = self._stacks.get(stage)
-            if stack is not None and stack.server is not None and not stack.server.alive:
-                # The last server died (a test saw that); later tests get a fresh one.
-                stack.server.stop()
+            if stack is not None and not stack.alive:
+                # A server died (a test saw that); later tests get fresh ones.
+                for server in stack.servers:
+                    server.stop()
                 del self._stacks[stage]
                 stack = None
             if stack is None:
@@ -141,6 +157,19 @@ class StagePool:
             _run(minigram_command("seed", "--users", str(seed.get("users", 0)),
                                   "--photos", str(seed.get("photos", 0))),
                  env, log, "minigram seed", self.startup_timeout)
+        servers: list[ServerProcess] = []
+        urls: list[str] = []
+        for instance in range(self.instances):
+            name = f"minigram stage {stage}" + (f" #{instance}" if instance else "")
+            inst_log = log if instance == 0 else data_dir / f"server-{instance}.log"
+            server, url = self._serve(stage, env, inst_log, name)
+            servers.append(server)
+            urls.append(url)
+        return Stack(stage=stage, url=urls[0], log_path=log, seed=seed, backends=backends,
+                     server=servers[0], urls=urls, servers=servers)
+
+    def _serve(self, stage: str, env: dict[str, str], log: Path,
+               name: str) -> tuple[ServerProcess, str]:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             # free_port() only says the port was free a moment ago; another process (another
             # session on this machine) may take it before the server binds: pick another.
@@ -150,7 +179,7 @@ class StagePool:
                 argv=minigram_command("serve", "--stage", stage, "--host", "127.0.0.1",
                                       "--port", str(port)),
                 env=env, inherit_env=False, health_url=f"{url}/healthz", log_path=log,
-                name=f"minigram stage {stage}")
+                name=name)
             self._exit.callback(server.stop)
             try:
                 server.start(timeout=self.startup_timeout)
@@ -158,8 +187,7 @@ class StagePool:
                 if attempt == PORT_ATTEMPTS or not port_in_use("127.0.0.1", port):
                     raise
                 continue
-            return Stack(stage=stage, url=url, log_path=log, seed=seed, backends=backends,
-                         server=server)
+            return server, url
         raise AssertionError("unreachable")
 
     def close(self) -> None:

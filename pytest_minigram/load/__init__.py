@@ -8,7 +8,7 @@ from __future__ import annotations
 from pytest_minigram.load.client import Response
 from pytest_minigram.load.journey import Journey, RequestFailed, VirtualUser
 from pytest_minigram.load.recorder import Progress
-from pytest_minigram.load.result import ActionStats, Result, format_apdex, merge
+from pytest_minigram.load.result import ActionStats, Result, concat, format_apdex, merge
 from pytest_minigram.load.runner import run, run_async
 from pytest_minigram.load.workloads import (
     Closed,
@@ -31,6 +31,7 @@ __all__ = [
     "Result",
     "VirtualUser",
     "Workload",
+    "concat",
     "format_apdex",
     "merge",
     "parse_duration",

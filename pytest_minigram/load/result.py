@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ __all__ = [
     "VERSION",
     "ActionStats",
     "Result",
+    "concat",
     "format_apdex",
     "merge",
     "new_histogram",
@@ -196,6 +197,8 @@ class Result:
         "saturated_fraction": 0.0,
     })
     interrupted: bool = False
+    # sequential rounds (see concat): index, offset and duration in seconds, target
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     # --- the figures of all requests ---
     count = property(lambda self: self.total.count)
@@ -283,6 +286,7 @@ class Result:
             "server_timing": {a: {c: dict(v) for c, v in comps.items()}
                               for a, comps in self.server_timing.items()},
             "generator": dict(self.generator),
+            "rounds": [dict(r) for r in self.rounds],
         }
 
     @classmethod
@@ -309,6 +313,7 @@ class Result:
                            for a, comps in d.get("server_timing", {}).items()},
             generator=dict(d.get("generator") or {}),
             interrupted=bool(d.get("interrupted", False)),
+            rounds=[dict(r) for r in d.get("rounds") or []],
         )
 
 
@@ -354,6 +359,41 @@ def merge(results: Iterable[Result]) -> Result:
         "saturated_fraction": max(float(g.get("saturated_fraction", 0.0)) for g in gens),
         "loop_lag_max": max(float(g.get("loop_lag_max", 0.0)) for g in gens),
     }
+    out._set_durations()
+    return out
+
+
+def concat(rounds: Sequence[Result], targets: Sequence[str] = ()) -> Result:
+    """Join the rounds of one workload, run one after the other, into one result.
+
+    Counters and histograms add exactly, as in :func:`merge`; the duration is the sum of the
+    rounds' (the pauses between them are not load). The time series runs on: round ``r``'s
+    windows are shifted by the whole seconds of the rounds before it and tagged
+    ``"round": r``, and ``rounds`` records each round's offset, duration and target, so that
+    the regression gate can tell the rounds apart (each may have run on its own server
+    process).
+    """
+    parts = list(rounds)
+    if not parts:
+        raise ValueError("concat() needs at least one result")
+    out = merge(parts)
+    out.workload = dict(parts[0].workload)
+    out.labels = dict(parts[0].labels)
+    out.started_at = parts[0].started_at
+    out.duration = sum(r.duration for r in parts)
+    out.generator["processes"] = max(int(r.generator.get("processes", 1)) for r in parts)
+    out.timeseries = []
+    out.rounds = []
+    offset = 0
+    for index, part in enumerate(parts):
+        out.timeseries += [{**row, "t": int(row["t"]) + offset, "round": index}
+                           for row in part.timeseries]
+        round_info: dict[str, Any] = {"index": index, "offset": offset,
+                                      "duration": part.duration}
+        if index < len(targets):
+            round_info["target"] = targets[index]
+        out.rounds.append(round_info)
+        offset += math.ceil(part.duration)
     out._set_durations()
     return out
 
