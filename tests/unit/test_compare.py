@@ -22,13 +22,15 @@ from pytest_minigram.compare import (
     cli,
     compare_results,
     compare_runs,
+    floor_of,
     format_markdown,
     format_table,
+    hierarchical_floor_test,
     mann_whitney_u,
     parse_tolerances,
     quantile,
 )
-from pytest_minigram.load.result import new_histogram
+from pytest_minigram.load.result import Result, concat, new_histogram
 from pytest_minigram.storage import FileStorage, load_run
 
 DATA = Path(__file__).parent / "data" / "compare"
@@ -445,3 +447,85 @@ def test_module_command_via_subprocess() -> None:
                              timeout=60, check=False)
     assert missing.returncode == 2
     assert missing.stderr.strip() == "error: /nonexistent/x.json: results file not found"
+
+
+# --- rounds on several server processes ----------------------------------------------------------
+
+
+def rounds_of(name: str, factors: list[float]) -> dict[str, Any]:
+    """``len(factors)`` rounds of the golden run, each on a "server process" that is
+    ``factors[r]`` times as slow in every second, joined as the plugin joins them."""
+    parts = [Result.from_dict(rescaled(feed(name), {t: f for t in range(26)})) for f in factors]
+    return concat(parts, [f"http://127.0.0.1:{8000 + r}" for r in range(len(factors))]).to_dict()
+
+
+# a fresh process's own speed varies by about ±10 % on the development machines
+PROCESSES_BASE = [1.0, 1.09, 0.94, 1.03]
+PROCESSES_CUR = [1.13, 0.98, 1.07, 1.02]
+
+
+def test_a_run_on_one_slow_process_looks_like_a_regression() -> None:
+    """Why rounds: one process 13 % slower than the baseline's, with no code change, moves
+    every window, so a one-process comparison calls it significant."""
+    one = by_metric(compare_results(rounds_of("baseline", [1.0]), rounds_of("unchanged", [1.13]),
+                                    parse_tolerances("p50:+10%")))["p50"]
+    assert one.regression and one.rounds_baseline == one.rounds_current == 1
+
+
+def test_rounds_on_slower_and_faster_processes_are_not_a_regression() -> None:
+    p50 = by_metric(compare_results(rounds_of("baseline", PROCESSES_BASE),
+                                    rounds_of("unchanged", PROCESSES_CUR),
+                                    parse_tolerances("p50:+10%")))["p50"]
+    assert p50.rounds_baseline == p50.rounds_current == 4
+    assert p50.floor_change is not None and abs(p50.floor_change) < 0.10  # within the tolerance
+    assert not p50.regression
+
+
+def test_a_slowdown_on_every_process_is_a_regression_across_rounds() -> None:
+    slow = [1.25 * f for f in PROCESSES_CUR]
+    p50 = by_metric(compare_results(rounds_of("baseline", PROCESSES_BASE),
+                                    rounds_of("unchanged", slow),
+                                    parse_tolerances("p50:+10%")))["p50"]
+    assert p50.floor_change is not None and 0.2 < p50.floor_change < 0.35
+    assert p50.significant and p50.regression
+
+
+def test_each_round_drops_its_own_ramp_up_and_partial_last_second() -> None:
+    base = rounds_of("baseline", [1.0, 1.0, 1.0])
+    # the golden run: ramp_up 2 s, 25.05 s, rows t = 0..25 -> steady windows t = 2..24
+    ch = by_metric(compare_results(base, base, parse_tolerances("p50:+10%")))["p50"]
+    assert ch.n_baseline == 3 * 23 and ch.rounds_baseline == 3
+    assert not ch.regression and ch.p_value == 1.0
+
+
+def test_floor_of_rounds_is_the_median_of_the_round_floors() -> None:
+    assert floor_of([[1.0, 2.0, 3.0]], 0.0) == 1.0
+    assert floor_of([[1.0, 5.0], [2.0, 6.0], [9.0, 9.5]], 0.0) == 2.0
+    assert floor_of([[1.0], [3.0]], 0.0) == 2.0
+
+
+def test_hierarchical_test_with_one_round_a_side_is_the_window_bootstrap() -> None:
+    def rel(b: float, c: float) -> float:
+        return (c - b) / b
+
+    xb = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9]
+    xc = [1.05, 1.3, 1.2, 1.4, 1.6, 1.5, 1.7, 1.9, 1.8, 2.0]
+    assert hierarchical_floor_test([xb], [xc], 0.1, rel, 500, 3) == \
+        bootstrap_floor_test(xb, xc, 0.1, rel, 500, 3)
+
+
+def test_hierarchical_test_counts_disagreeing_rounds_as_noise() -> None:
+    """Rounds whose levels differ by as much as the two sides do: the windows alone look
+    significant, the two-level bootstrap does not."""
+    def rel(b: float, c: float) -> float:
+        return (c - b) / b
+
+    def rnd(level: float) -> list[float]:
+        return [level * (1 + 0.002 * i) for i in range(8)]
+
+    gb = [rnd(1.0), rnd(1.10), rnd(0.97), rnd(1.04)]
+    gc = [rnd(1.12), rnd(1.03), rnd(1.16), rnd(1.08)]
+    flat = bootstrap_floor_test([v for g in gb for v in g], [v for g in gc for v in g], 0.1, rel,
+                                1000, 0)
+    nested = hierarchical_floor_test(gb, gc, 0.1, rel, 1000, 0)
+    assert nested > 0.1 > flat

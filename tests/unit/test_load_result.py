@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pytest_minigram.load import Result, format_apdex, merge
+from pytest_minigram.load import Result, concat, format_apdex, merge
 from pytest_minigram.load.recorder import Recorder
 
 PERCENTILES = [0.0, 1.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0]
@@ -143,3 +143,31 @@ def test_from_dict_rejects_foreign_data() -> None:
         Result.from_dict({"schema": "other"})
     with pytest.raises(ValueError, match="unsupported result version"):
         Result.from_dict({"schema": "pytest-minigram/result", "version": 99})
+
+
+def test_concat_of_rounds_adds_exactly_and_runs_the_time_series_on() -> None:
+    samples = _samples(9_000)
+    rounds = [_record(samples[i * 3000:(i + 1) * 3000], False) for i in range(3)]
+    for i, part in enumerate(rounds):
+        part.started_at = 1000.0 + 11 * i  # one after the other, with a pause between
+        part.duration = 10.4
+    whole = merge(rounds)  # the same requests as one run: the reference for the counters
+    joined = concat(rounds, ["http://127.0.0.1:1", "http://127.0.0.1:2"])
+    assert joined.count == whole.count and joined.total.errors == whole.total.errors
+    for q in PERCENTILES:
+        assert joined.percentile(q) == whole.percentile(q)
+    assert joined.duration == pytest.approx(3 * 10.4)  # the pauses are not load
+    assert joined.throughput == pytest.approx(9000 / 31.2)
+    assert joined.workload == rounds[0].workload  # the same workload, not three users' worth
+    assert [r["offset"] for r in joined.rounds] == [0, 11, 22]
+    assert [r.get("target") for r in joined.rounds] == [
+        "http://127.0.0.1:1", "http://127.0.0.1:2", None]
+    per_round = [[row for row in joined.timeseries if row["round"] == i] for i in range(3)]
+    for i, rows in enumerate(per_round):
+        assert [row["t"] for row in rows] == [11 * i + row["t"] for row in rounds[i].timeseries]
+        assert sum(row["requests"] for row in rows) == 3000
+    back = Result.from_dict(json.loads(json.dumps(joined.to_dict())))
+    assert back.rounds == joined.rounds and back.timeseries == joined.timeseries
+    assert Result.from_dict({**rounds[0].to_dict(), "rounds": None}).rounds == []
+    with pytest.raises(ValueError):
+        concat([])
