@@ -64,3 +64,45 @@ def test_all_stages_with_two_workers(pytester: pytest.Pytester) -> None:
               if p.get("name") == "minigram_stage"}
     assert stages == {"1", "1.5", "2"}
     assert not _minigram_children() - before  # the inner session stopped all it started
+
+
+ROUNDS_TESTS = """
+import pytest
+
+@pytest.mark.perf(journey="feed", users=1, duration="4s", ramp_up="1s")
+def test_feed():
+    pass
+
+def test_servers(minigram_server):
+    assert len(minigram_server.urls) == 3 and minigram_server.urls[0] == minigram_server.url
+    assert len(set(minigram_server.pids)) == 3 and None not in minigram_server.pids
+"""
+
+
+def test_rounds_run_on_their_own_server_processes_and_the_gate_reads_them(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    pytester.makepyfile(test_rounds=ROUNDS_TESTS)
+    before = _minigram_children()
+    common = ("-p", "no:cacheprovider", "--minigram-rounds=3", "--minigram-seed-users=20",
+              "--minigram-seed-photos=40")
+    # the baseline, with two xdist workers sharing each round's load
+    res = pytester.runpytest_subprocess(*common, "-n", "2", "--minigram-results=base.json",
+                                        timeout=300)
+    res.assert_outcomes(passed=2)
+    base = json.loads((pytester.path / "base.json").read_text())
+    result = base["tests"][0]["result"]
+    targets = [r["target"] for r in result["rounds"]]
+    assert len(set(targets)) == 3  # three rounds, three server processes
+    assert {row["round"] for row in result["timeseries"]} == {0, 1, 2}
+    assert result["generator"]["processes"] == 2
+    # the feed three times slower on every process: the gate fails the test and names it
+    monkeypatch.setenv("MINIGRAM_FAULTS", "feed:delay=200%")
+    res = pytester.runpytest_subprocess(*common, "--minigram-compare=base.json",
+                                        "--minigram-compare-fail=p50:+50%", timeout=300)
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*performance regression against the baseline (base.json)*",
+                              "*p50: *beyond p50:+50%*"])
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    assert not _minigram_children() - before
