@@ -14,6 +14,7 @@ from pytest_minigram.api_client import MinigramClient
 from pytest_minigram.backends import BackendUnavailable
 from pytest_minigram.plugin_session import MinigramSession, get_session
 from pytest_minigram.slo import SLOViolation, ThresholdError, evaluate
+from pytest_minigram.stages import BASELINE
 
 DECLARATIVE_KEYS = ("journey", "users", "duration", "rate", "stages", "ramp_up", "think_time",
                     "iterations", "slo", "apdex_t", "timeout", "params", "max_users", "rounds")
@@ -122,6 +123,23 @@ def minigram_target(minigram_server: MinigramServer) -> str:
 
 
 @pytest.fixture
+def minigram_baseline_target(request: pytest.FixtureRequest,
+                             minigram_session: MinigramSession) -> str | list[str] | None:
+    """Where the baseline measured side by side lives: None (compare with a saved run, if any),
+    or a base URL or list of them. With ``--minigram-duet PATH``, the Minigram servers started
+    from PATH. Override it to compare against a baseline deployment of your own service."""
+    if minigram_session.settings.duet is None or "minigram_server" not in request.fixturenames:
+        return None
+    server: MinigramServer = request.getfixturevalue("minigram_server")
+    try:
+        info = minigram_session.server_info(server.stage, BASELINE)
+    except BackendUnavailable as exc:
+        pytest.fail(f"the duet baseline for stage {server.stage} did not start: {exc}",
+                    pytrace=False)
+    return list(info.get("urls") or [info["url"]])
+
+
+@pytest.fixture
 def minigram_client(minigram_server: MinigramServer) -> Iterator[MinigramClient]:
     """A functional API client for the test's Minigram server."""
     with MinigramClient(minigram_server.url) as client:
@@ -130,13 +148,15 @@ def minigram_client(minigram_server: MinigramServer) -> Iterator[MinigramClient]
 
 @pytest.fixture
 def minigram_load(request: pytest.FixtureRequest, minigram_session: MinigramSession,
-                  minigram_target: str) -> Any:
+                  minigram_target: str,
+                  minigram_baseline_target: str | list[str] | None) -> Any:
     """Run a journey under load and return the merged result.
 
     ``minigram_load("realistic", users=200, duration="20s")`` runs a closed workload;
     ``rate=`` an open one, ``stages=[(rate, seconds), ...]`` a ramping arrival rate.
     ``rounds=N`` (default ``--minigram-rounds``) runs it N times in a row, round r against
-    the stage's r-th server process, and returns the rounds joined.
+    the stage's r-th server process, and returns the rounds joined. With a baseline target
+    (``--minigram-duet``), each round also runs against the baseline, the two in turn.
     """
     server: MinigramServer | None = None
     if "minigram_server" in request.fixturenames:
@@ -144,6 +164,7 @@ def minigram_load(request: pytest.FixtureRequest, minigram_session: MinigramSess
     stage = server.stage if server else None
 
     def load(journey: Any = "realistic", **kwargs: Any) -> PerfResult:
+        kwargs.setdefault("baseline", minigram_baseline_target)
         record, result = minigram_session.run_load(request.node, journey, minigram_target,
                                                     stage=stage, server=server, **kwargs)
         return PerfResult(result, record, stage)

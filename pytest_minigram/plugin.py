@@ -7,6 +7,7 @@ import pytest
 from pytest_minigram import hookspecs, plugin_options
 from pytest_minigram.fixtures import (  # noqa: F401  (fixtures are found by name)
     _minigram_declarative,
+    minigram_baseline_target,
     minigram_breaking_point,
     minigram_client,
     minigram_load,
@@ -23,8 +24,9 @@ from pytest_minigram.plugin_session import (
 )
 
 PERF_MARKER = (
-    "perf(journey='realistic', users=N, duration='20s', rate=R, slo=[...]): a performance "
-    "test. With keyword arguments it runs that load and checks the SLOs without a test body"
+    "perf(journey='realistic', users=N, duration='20s', rate=R, rounds=N, slo=[...]): a "
+    "performance test. With keyword arguments it runs that load and checks the SLOs without "
+    "a test body"
 )
 
 KIND_MARKERS = {

@@ -44,6 +44,11 @@ OPTIONS: tuple[Option, ...] = (
            "Run each perf test's load N times in a row, each round against its own server "
            "process (N per stage); the regression gate then compares round by round "
            "(default: 1)", default="1", metavar="N"),
+    Option("--minigram-duet", "minigram_duet",
+           "Measure a baseline side by side: also start Minigram from the checkout at PATH "
+           "(e.g. a git worktree of main) and run each perf test's rounds against it and "
+           "this checkout in turn; --minigram-compare-fail then gates on the pair",
+           metavar="PATH"),
     Option("--minigram-rate", "minigram_rate",
            "Scale every declared arrival rate by this factor (default: 1)",
            default="1", metavar="FACTOR"),
@@ -178,6 +183,16 @@ def parse_rounds(opt: Option, value: Any) -> int:
     return n
 
 
+def _checkout(opt: Option, value: Any) -> Path | None:
+    if value in (None, ""):
+        return None
+    path = Path(str(value)).expanduser().resolve()
+    if not (path / "minigram" / "__init__.py").is_file():
+        raise _usage(opt, value, "expected a checkout of Minigram: a directory with "
+                     "minigram/__init__.py, such as a git worktree of main")
+    return path
+
+
 def _url(opt: Option, value: Any, schemes: tuple[str, ...]) -> str | None:
     if value in (None, ""):
         return None
@@ -201,6 +216,7 @@ class Settings:
     redis_url: str | None = None
     require_backends: bool = False
     rounds: int = 1
+    duet: Path | None = None
     seed_users: int = 200
     seed_photos: int = 1000
     report: Path | None = None
@@ -258,6 +274,7 @@ def resolve(config: pytest.Config) -> Settings:
                        ("redis", "rediss", "unix")),
         require_backends=bool(raw["--minigram-require-backends"]),
         rounds=parse_rounds(_opt("--minigram-rounds"), raw["--minigram-rounds"]),
+        duet=_checkout(_opt("--minigram-duet"), raw["--minigram-duet"]),
         seed_users=_count(_opt("--minigram-seed-users"), raw["--minigram-seed-users"]),
         seed_photos=_count(_opt("--minigram-seed-photos"), raw["--minigram-seed-photos"]),
         report=Path(report) if report else None,

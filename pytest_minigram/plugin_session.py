@@ -36,7 +36,7 @@ from pytest_minigram.load import parse_duration as _parse_duration
 from pytest_minigram.outputs import Outputs, unique_tests, write_outputs
 from pytest_minigram.plugin_options import Settings
 from pytest_minigram.server import ServerDied, stop_all
-from pytest_minigram.stages import StagePool, process_tree_cpu
+from pytest_minigram.stages import BASELINE, HEAD, StagePool, process_tree_cpu
 from pytest_minigram.storage import BaselineError, load_run, new_run, open_storage
 from pytest_minigram.summary import PerfRecord, table
 
@@ -81,6 +81,8 @@ class MinigramSession:
             self.shared.register_worker(self.wid)
         self.baseline: dict[str, Any] | None = None
         self.baseline_source = ""
+        self.duet_source = (f"measured side by side from {settings.duet}" if settings.duet
+                            else "measured side by side (minigram_baseline_target)")
         self.tolerances: list[Tolerance] = []
         self.comparison: ComparisonReport | None = None
         self.written: list[str] = []
@@ -101,7 +103,9 @@ class MinigramSession:
             except ValueError as exc:
                 raise pytest.UsageError(
                     f"--minigram-compare-fail (ini: minigram_compare_fail): {exc}") from None
-        ref = s.compare or ("latest" if s.compare_fail else None)
+        # --minigram-compare-fail alone gates on the latest saved run, or with --minigram-duet
+        # on the baseline measured side by side
+        ref = s.compare or ("latest" if s.compare_fail and s.duet is None else None)
         if ref is None:
             return
         try:
@@ -119,11 +123,15 @@ class MinigramSession:
 
     def _compare_record(self, record: dict[str, Any]) -> list[str]:
         """Set the record's comparison; return the regressions that fail the test."""
-        if self.baseline is None:
-            return []
         (entry,) = unique_tests([record])
-        report = compare_runs(self.baseline, new_run({}, [entry]), self.tolerances,
-                              baseline_source=self.baseline_source)
+        if record.get("duet_baseline") is not None:
+            baseline, source = duet_baseline_run([entry]), self.duet_source
+        elif self.baseline is not None:
+            baseline, source = self.baseline, self.baseline_source
+        else:
+            return []
+        report = compare_runs(baseline, new_run({}, [entry]), self.tolerances,
+                              baseline_source=source)
         comp = report.find(entry["test"], entry["stage"])
         if comp is None:
             return []
@@ -152,27 +160,33 @@ class MinigramSession:
 
             self._pool = StagePool(self.tmpdir / "servers", pg_url=self.settings.pg_url,
                                    redis_url=self.settings.redis_url, seed_sizes=seed_sizes,
-                                   instances=self.settings.rounds)
+                                   instances=self.settings.rounds,
+                                   baseline_code=self.settings.duet)
         return self._pool
 
-    def server_info(self, stage: str) -> dict[str, Any]:
+    def server_info(self, stage: str, side: str = HEAD) -> dict[str, Any]:
         if self.shared is not None:
-            info = self.shared.read_servers().get(stage)
+            key = stage if side == HEAD else f"{stage}@{side}"
+            info = self.shared.read_servers().get(key)
             if info is None:
-                raise RuntimeError(f"the xdist controller started no server for stage {stage}")
+                raise RuntimeError(f"the xdist controller started no server for stage {stage}"
+                                   + ("" if side == HEAD else f" ({side})"))
             if "error" in info:
                 raise BackendUnavailable(info["error"])
             return info
-        return self.pool.get(stage).describe()
+        return self.pool.get(stage, side).describe()
 
     def start_servers(self, stages: set[str]) -> dict[str, dict[str, Any]]:
         """On the xdist controller: start every stage the workers need, once."""
         servers: dict[str, dict[str, Any]] = {}
+        sides = [HEAD] + ([BASELINE] if self.settings.duet is not None else [])
         for stage in sorted(stages):
-            try:
-                servers[stage] = self.pool.get(stage).describe()
-            except BackendUnavailable as exc:
-                servers[stage] = {"error": str(exc)}
+            for side in sides:
+                key = stage if side == HEAD else f"{stage}@{side}"
+                try:
+                    servers[key] = self.pool.get(stage, side).describe()
+                except BackendUnavailable as exc:
+                    servers[key] = {"error": str(exc)}
         return servers
 
     def close(self) -> None:
@@ -222,6 +236,7 @@ class MinigramSession:
                  think_time: Any = None, iterations: int | None = None,
                  max_users: int | None = None, params: dict[str, Any] | None = None,
                  apdex_t: float = 0.5, timeout: float = 10.0, rounds: int | None = None,
+                 baseline: str | list[str] | None = None,
                  kind: str | None = None) -> tuple[dict[str, Any], Any]:
         j = self.journey(journey)
         wl = self.workload(users=users, duration=duration, rate=rate, stages=stages,
@@ -243,13 +258,23 @@ class MinigramSession:
                    "params": run_params}
         server_pids = [pid for pid in (server.pids if server is not None else []) if pid]
         cpu_before = [process_tree_cpu(pid) for pid in server_pids]
-        parts = []
+        base_targets = [baseline] if isinstance(baseline, str) else list(baseline or [])
+        parts: dict[str, list[Result]] = {HEAD: [], BASELINE: []}
+        used: dict[str, list[str]] = {HEAD: [], BASELINE: []}
         for index in range(n_rounds):
-            round_target = targets[index % len(targets)]
-            parts.append(self._run_round(item, wl, j, round_target, server, options,
-                                         key=item.nodeid + (f"#round{index}" if index else "")))
-        result = parts[0] if n_rounds == 1 else concat(
-            parts, [targets[i % len(targets)] for i in range(n_rounds)])
+            # duet: baseline and head take turns, in the order ABBA ABBA..., so that a
+            # machine that drifts faster or slower over the test treats both alike
+            sides = [HEAD] if not base_targets else (
+                [BASELINE, HEAD] if index % 2 == 0 else [HEAD, BASELINE])
+            for side in sides:
+                pool = targets if side == HEAD else base_targets
+                round_target = pool[index % len(pool)]
+                key = item.nodeid + ("" if side == HEAD else "#baseline") + (
+                    f"#round{index}" if index else "")
+                parts[side].append(self._run_round(item, wl, j, round_target, server, options,
+                                                   key=key))
+                used[side].append(round_target)
+        result = _join(parts[HEAD], used[HEAD])
         result.labels.update(labels)
         self._check_server(server)
         as_dict = result.to_dict()
@@ -261,6 +286,10 @@ class MinigramSession:
                 "pid": server_pids[0]}
         record = {"test": item.nodeid, "stage": stage, "kind": kind or _kind(item),
                   "result": as_dict, "slo": [], "comparison": []}
+        if base_targets:
+            base_result = _join(parts[BASELINE], used[BASELINE])
+            base_result.labels.update(labels, target=base_targets[0])
+            record["duet_baseline"] = {**base_result.to_dict(), "workload": wl.to_dict()}
         item.stash.setdefault(RECORDS, []).append(record)
         if item.stash.get(ROLE, "single") != "follower":
             self.config.hook.pytest_minigram_result(config=self.config, nodeid=item.nodeid,
@@ -296,7 +325,7 @@ class MinigramSession:
         """The Stack behind ``server`` when this process started it, else None."""
         if server is None or self._pool is None:
             return None
-        return next((s for s in self._pool.running() if s.stage == server.stage), None)
+        return next((s for s in self._pool.running(HEAD) if s.stage == server.stage), None)
 
     def server_alive(self, server: Any) -> bool:
         """Cheap liveness check, polled during a load (no HTTP: the server may be busy)."""
@@ -326,7 +355,9 @@ class MinigramSession:
         rd = s.redis_url and "given URL" or "throwaway server if needed"
         scale = f"users x{s.users_factor:g}, rate x{s.rate_factor:g}, duration " + (
             f"{s.fixed_duration:g}s" if s.fixed_duration else f"x{s.duration_factor:g}")
-        return [f"minigram: stages {', '.join(s.stages)}; {scale}",
+        rounds = (f"; {s.rounds} rounds per perf test, on {s.rounds} server processes per stage"
+                  if s.rounds > 1 else "")
+        return [f"minigram: stages {', '.join(s.stages)}; {scale}{rounds}",
                 f"minigram: backends: PostgreSQL {pg}, Redis {rd}"
                 + ("; required" if s.require_backends else ""),
                 f"minigram: generator processes: {workers or 1} "
@@ -377,8 +408,10 @@ class MinigramSession:
             regressions = [line for record in records for line in self._compare_record(record)]
             if regressions and rep.passed:
                 rep.outcome = "failed"
+                source = (self.duet_source if any(r.get("duet_baseline") for r in records)
+                          else self.baseline_source)
                 rep.longrepr = ("performance regression against the baseline "
-                                f"({self.baseline_source}):\n  " + "\n  ".join(regressions))
+                                f"({source}):\n  " + "\n  ".join(regressions))
             for record in records:
                 record["verdict"] = rep.outcome
             if records:  # junitxml writes the properties from the teardown report
@@ -416,7 +449,7 @@ class MinigramSession:
         servers: dict[str, Any] = {}
         if self._pool is not None:
             servers = {st.stage: {"backends": st.backends, "seed": st.seed}
-                       for st in self._pool.running()}
+                       for st in self._pool.running(HEAD)}
         return {"stages": list(self.settings.stages), "servers": servers}
 
     @pytest.hookimpl(trylast=True)
@@ -425,7 +458,12 @@ class MinigramSession:
             return
         run = new_run(collect_environment(self.stage_config()),
                       unique_tests([r.to_dict() for r in self.records]))
-        if self.baseline is not None:
+        duet = [t for t in run["tests"] if t.get("duet_baseline") is not None]
+        if duet:
+            self.comparison = compare_runs(
+                {**duet_baseline_run(duet), "environment": run["environment"]},
+                {**run, "tests": duet}, self.tolerances, baseline_source=self.duet_source)
+        elif self.baseline is not None:
             self.comparison = compare_runs(self.baseline, run, self.tolerances,
                                            baseline_source=self.baseline_source)
         s = self.settings
@@ -443,7 +481,8 @@ class MinigramSession:
         for line in table(self.records):
             terminalreporter.write_line(line)
         if self.comparison is not None:
-            terminalreporter.write_sep("-", f"against the baseline {self.baseline_source}")
+            terminalreporter.write_sep("-", "against the baseline "
+                                       f"{self.comparison.baseline_source}")
             for line in format_table(self.comparison).splitlines():
                 terminalreporter.write_line(line)
         for line in self.written:
@@ -453,6 +492,16 @@ class MinigramSession:
                 "warning: the load generator was saturated (>90% CPU) in some tests; their "
                 "latency figures are not trustworthy. Use fewer users or more xdist workers.",
                 yellow=True)
+
+
+def duet_baseline_run(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run document of the baselines measured side by side with ``entries``."""
+    return new_run({}, [{**e, "result": e["duet_baseline"], "slo": [], "comparison": [],
+                         "duet_baseline": None} for e in entries])
+
+
+def _join(rounds: list[Result], targets: list[str]) -> Result:
+    return rounds[0] if len(rounds) == 1 else concat(rounds, targets)
 
 
 def _pct(change: float | None) -> str:

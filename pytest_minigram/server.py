@@ -289,6 +289,18 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         if self.alive:
             return self
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Spawn the process without waiting for it to be ready (see :meth:`wait_ready`).
+
+        Several servers can be launched first and waited for afterwards, so that their
+        start-up overlaps. Launch from the thread that will outlive them: the parent-death
+        signal fires when the launching *thread* exits.
+        """
+        if self.alive:
+            return self
         if self.port is not None and port_in_use(self.host, self.port):
             raise ServerStartError(
                 f"cannot start {self.name}: port {self.port} on {self.host} is already in use "
@@ -319,6 +331,10 @@ class ServerProcess:
             _registry[id(self)] = self
         if self.pdeathsig:
             self._watchdog = _start_watchdog(self._proc.pid)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> ServerProcess:
+        """Wait until the launched server answers; stop it and raise if it does not."""
         try:
             self._wait_ready(timeout)
         except BaseException:

@@ -16,6 +16,8 @@ from pytest_minigram.server import ServerProcess, ServerStartError, free_port, p
 
 SeedSizes = Callable[[str], dict[str, int]]
 PORT_ATTEMPTS = 3
+HEAD = "head"  # the code under test: this checkout
+BASELINE = "baseline"  # --minigram-duet: another checkout, measured side by side
 
 
 @dataclass
@@ -73,12 +75,13 @@ def minigram_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "minigram", *args]
 
 
-def _run(argv: list[str], env: dict[str, str], log: Path, what: str, timeout: float) -> None:
+def _run(argv: list[str], env: dict[str, str], log: Path, what: str, timeout: float,
+         cwd: Path | None = None) -> None:
     import subprocess
 
     with log.open("ab") as out:
         proc = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False, cwd=cwd)
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise RuntimeError(f"{what} failed with exit code {proc.returncode}:\n{tail}")
@@ -89,103 +92,139 @@ class StagePool:
 
     def __init__(self, workdir: Path, *, pg_url: str | None, redis_url: str | None,
                  seed_sizes: SeedSizes, startup_timeout: float = 120.0,
-                 instances: int = 1) -> None:
+                 instances: int = 1, baseline_code: Path | None = None) -> None:
         self.workdir = workdir
         self.instances = instances
+        self.baseline_code = baseline_code
         self.pg_url = pg_url
         self.redis_url = redis_url
         self.seed_sizes = seed_sizes
         self.startup_timeout = startup_timeout
-        self._stacks: dict[str, Stack] = {}
-        self._failures: dict[str, BaseException] = {}
+        self._stacks: dict[tuple[str, str], Stack] = {}
+        self._failures: dict[tuple[str, str], BaseException] = {}
         self._exit = contextlib.ExitStack()
-        self._backends: dict[str, Any] | None = None
+        self._backends: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, stage: str) -> Stack:
+    def get(self, stage: str, side: str = HEAD) -> Stack:
+        """The stage's stack; ``side="baseline"`` is the one run from ``baseline_code``."""
+        if side == BASELINE and self.baseline_code is None:
+            raise ValueError("this pool has no baseline code")
+        key = (stage, side)
         with self._lock:
-            stack = self._stacks.get(stage)
+            stack = self._stacks.get(key)
             if stack is not None and not stack.alive:
                 # A server died (a test saw that); later tests get fresh ones.
                 for server in stack.servers:
                     server.stop()
-                del self._stacks[stage]
+                del self._stacks[key]
                 stack = None
             if stack is None:
-                if stage in self._failures:
-                    raise self._failures[stage]
+                if key in self._failures:
+                    raise self._failures[key]
                 try:
-                    stack = self._start(stage)
+                    stack = self._start(stage, side)
                 except BaseException as exc:
-                    self._failures[stage] = exc
+                    self._failures[key] = exc
                     raise
-                self._stacks[stage] = stack
+                self._stacks[key] = stack
             return stack
 
-    def running(self) -> list[Stack]:
-        return list(self._stacks.values())
+    def running(self, side: str = HEAD) -> list[Stack]:
+        return [stack for (_, s), stack in self._stacks.items() if s == side]
 
-    def _stage2_backends(self) -> dict[str, Any]:
-        if self._backends is None:
+    def _stage2_backends(self, side: str) -> dict[str, Any]:
+        """A database and a Redis key prefix per side: the baseline's code is another
+        version of the app, with its own schema and data."""
+        if side not in self._backends:
             pg = self._exit.enter_context(postgres(url=self.pg_url))
             rd = self._exit.enter_context(redis_backend(url=self.redis_url))
-            self._backends = {"pg": pg, "redis": rd}
-        return self._backends
+            self._backends[side] = {"pg": pg, "redis": rd}
+        return self._backends[side]
 
-    def _start(self, stage: str) -> Stack:
-        data_dir = self.workdir / f"stage-{stage}"
+    def _start(self, stage: str, side: str) -> Stack:
+        data_dir = self.workdir / (f"stage-{stage}" + ("" if side == HEAD else f"-{side}"))
         data_dir.mkdir(parents=True, exist_ok=True)
         log = data_dir / "server.log"
         env = dict(os.environ)
+        # MINIGRAM_FAULTS (fault injection) is a property of the code under test: the
+        # baseline never gets it, so a fault injected into this tree is a regression to find.
+        keep = ("MINIGRAM_BCRYPT_ROUNDS", "MINIGRAM_WORKERS") + (
+            ("MINIGRAM_FAULTS",) if side == HEAD else ())
         for key in [k for k in env if k.startswith("MINIGRAM_")]:
-            if key not in ("MINIGRAM_BCRYPT_ROUNDS", "MINIGRAM_FAULTS", "MINIGRAM_WORKERS"):
+            if key not in keep:
                 del env[key]
         env.update(MINIGRAM_STAGE=stage, MINIGRAM_DATA_DIR=str(data_dir),
                    MINIGRAM_MEDIA_DIR=str(data_dir / "media"))
+        cwd: Path | None = None
+        if side == BASELINE and self.baseline_code is not None:
+            # `python -m minigram` from that tree: its directory goes first on sys.path
+            cwd = self.baseline_code
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(cwd), *filter(None, [env.get("PYTHONPATH")])])
         backends: dict[str, str] = {"database": f"sqlite:///{data_dir / 'minigram.db'}"}
         if stage == "2":
-            b = self._stage2_backends()
+            b = self._stage2_backends(side)
             env.update(MINIGRAM_DATABASE_URL=b["pg"].url, MINIGRAM_REDIS_URL=b["redis"].url,
                        MINIGRAM_REDIS_PREFIX=b["redis"].prefix)
             backends = {"database": _redact(b["pg"].url), "cache": _redact(b["redis"].url),
                         "postgres": "own" if b["pg"].owned else "given",
                         "redis": "own" if b["redis"].owned else "given"}
+        if cwd is not None:
+            backends["code"] = str(cwd)
         seed = self.seed_sizes(stage)
         _run(minigram_command("db", "upgrade"), env, log, "minigram db upgrade",
-             self.startup_timeout)
+             self.startup_timeout, cwd)
         if seed.get("users", 0) or seed.get("photos", 0):
             _run(minigram_command("seed", "--users", str(seed.get("users", 0)),
                                   "--photos", str(seed.get("photos", 0))),
-                 env, log, "minigram seed", self.startup_timeout)
-        servers: list[ServerProcess] = []
-        urls: list[str] = []
-        for instance in range(self.instances):
-            name = f"minigram stage {stage}" + (f" #{instance}" if instance else "")
-            inst_log = log if instance == 0 else data_dir / f"server-{instance}.log"
-            server, url = self._serve(stage, env, inst_log, name)
-            servers.append(server)
-            urls.append(url)
+                 env, log, "minigram seed", self.startup_timeout, cwd)
+        label = f"minigram stage {stage}" + ("" if side == HEAD else f" ({side})")
+        names = [label + (f" #{i}" if i else "") for i in range(self.instances)]
+        logs = [log if i == 0 else data_dir / f"server-{i}.log" for i in range(self.instances)]
+        # the processes start side by side: with --minigram-rounds there can be a dozen
+        launched = [self._launch(stage, env, logs[i], names[i], cwd)
+                    for i in range(self.instances)]
+        started = [self._serve(stage, env, logs[i], names[i], cwd, launched[i])
+                   for i in range(self.instances)]
+        servers = [server for server, _ in started]
+        urls = [url for _, url in started]
         return Stack(stage=stage, url=urls[0], log_path=log, seed=seed, backends=backends,
                      server=servers[0], urls=urls, servers=servers)
 
-    def _serve(self, stage: str, env: dict[str, str], log: Path,
-               name: str) -> tuple[ServerProcess, str]:
+    def _launch(self, stage: str, env: dict[str, str], log: Path, name: str,
+                cwd: Path | None) -> tuple[ServerProcess, str]:
+        # free_port() only says the port was free a moment ago; another process (another
+        # session on this machine) may take it before the server binds: pick another, here
+        # when it is taken before the spawn, in _serve when it is taken before the bind.
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            # free_port() only says the port was free a moment ago; another process (another
-            # session on this machine) may take it before the server binds: pick another.
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             server = ServerProcess(
                 argv=minigram_command("serve", "--stage", stage, "--host", "127.0.0.1",
                                       "--port", str(port)),
                 env=env, inherit_env=False, health_url=f"{url}/healthz", log_path=log,
-                name=name)
+                name=name, cwd=cwd)
             self._exit.callback(server.stop)
             try:
-                server.start(timeout=self.startup_timeout)
+                server.launch()
             except ServerStartError:
                 if attempt == PORT_ATTEMPTS or not port_in_use("127.0.0.1", port):
                     raise
+                continue
+            return server, url
+        raise AssertionError("unreachable")
+
+    def _serve(self, stage: str, env: dict[str, str], log: Path, name: str,
+               cwd: Path | None, launched: tuple[ServerProcess, str]) -> tuple[ServerProcess, str]:
+        server, url = launched
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                server.wait_ready(timeout=self.startup_timeout)
+            except ServerStartError:
+                if attempt == PORT_ATTEMPTS or not port_in_use("127.0.0.1", server.port or 0):
+                    raise
+                server, url = self._launch(stage, env, log, name, cwd)
                 continue
             return server, url
         raise AssertionError("unreachable")
@@ -194,7 +233,7 @@ class StagePool:
         with self._lock:
             self._stacks.clear()
             self._exit.close()
-            self._backends = None
+            self._backends = {}
 
 
 def _redact(url: str) -> str:
@@ -207,4 +246,4 @@ def _redact(url: str) -> str:
     return url
 
 
-__all__ = ["BackendUnavailable", "Stack", "StagePool", "minigram_command"]
+__all__ = ["BASELINE", "HEAD", "BackendUnavailable", "Stack", "StagePool", "minigram_command"]

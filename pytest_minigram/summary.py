@@ -21,13 +21,15 @@ class PerfRecord:
     kind: str = "load"
     comparison: list[dict[str, Any]] = field(default_factory=list)
     breaking_point: dict[str, Any] | None = None
+    duet_baseline: dict[str, Any] | None = None  # --minigram-duet: the baseline's result
 
     @classmethod
     def from_dict(cls, rec: dict[str, Any], verdict: str) -> PerfRecord:
         return cls(nodeid=rec["test"], stage=rec.get("stage"), result=rec["result"],
                    slo=rec.get("slo", []), verdict=rec.get("verdict", verdict),
                    kind=rec.get("kind", "load"), comparison=rec.get("comparison", []),
-                   breaking_point=rec.get("breaking_point"))
+                   breaking_point=rec.get("breaking_point"),
+                   duet_baseline=rec.get("duet_baseline"))
 
     def to_dict(self) -> dict[str, Any]:
         out = {"test": self.nodeid, "stage": self.stage, "kind": self.kind,
@@ -35,6 +37,8 @@ class PerfRecord:
                "comparison": self.comparison}
         if self.breaking_point is not None:
             out["breaking_point"] = self.breaking_point
+        if self.duet_baseline is not None:
+            out["duet_baseline"] = self.duet_baseline
         return out
 
 
@@ -71,7 +75,8 @@ def row(rec: PerfRecord) -> tuple[str, ...]:
     return (
         short,
         rec.stage or "-",
-        describe_load(rec.result.get("workload", {})),
+        describe_load(rec.result.get("workload", {}))
+        + (f" x{len(rec.result['rounds'])}" if len(rec.result.get("rounds") or ()) > 1 else ""),
         f"{total.get('throughput', 0.0):.1f}",
         f"{100.0 * total.get('error_rate', 0.0):.2f}%",
         fmt_ms(total.get("p50")),

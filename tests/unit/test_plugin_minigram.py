@@ -106,3 +106,43 @@ def test_rounds_run_on_their_own_server_processes_and_the_gate_reads_them(
                               "*p50: *beyond p50:+50%*"])
     assert res.ret == pytest.ExitCode.TESTS_FAILED
     assert not _minigram_children() - before
+
+
+DUET_TESTS = """
+import pytest
+
+@pytest.mark.perf(journey="feed", users=1, duration="6s", ramp_up="1s")
+def test_feed():
+    pass
+"""
+
+
+def test_duet_measures_the_baseline_checkout_side_by_side_and_gates_on_it(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--minigram-duet: the baseline checkout runs without this checkout's faults, so a
+    feed made three times slower here is a regression against it, with no saved run."""
+    import json
+    from pathlib import Path
+
+    import pytest_minigram
+
+    root = Path(pytest_minigram.__file__).resolve().parents[1]
+    pytester.makepyfile(test_duet=DUET_TESTS)
+    before = _minigram_children()
+    monkeypatch.setenv("MINIGRAM_FAULTS", "feed:delay=200%")
+    res = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--minigram-duet={root}", "--minigram-rounds=2",
+        "--minigram-seed-users=20", "--minigram-seed-photos=40",
+        "--minigram-compare-fail=p50:+50%", "--minigram-results=run.json", timeout=300)
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines([
+        f"*performance regression against the baseline (measured side by side from {root})*",
+        "*p50: *beyond p50:+50%*"])
+    run = json.loads((pytester.path / "run.json").read_text())
+    (test,) = run["tests"]
+    head, base = test["result"], test["duet_baseline"]
+    assert len(head["rounds"]) == len(base["rounds"]) == 2
+    # each side on its own two server processes
+    assert len({r["target"] for r in head["rounds"] + base["rounds"]}) == 4
+    assert head["actions"]["feed"]["p50"] > 2 * base["actions"]["feed"]["p50"]
+    assert not _minigram_children() - before

@@ -27,6 +27,9 @@ def test_plain():
         (["--minigram-pg-url=mysql://x"], "--minigram-pg-url", "postgresql://"),
         (["--minigram-redis-url=http://x"], "--minigram-redis-url", "redis://"),
         (["--minigram-seed-users=many"], "--minigram-seed-users", "whole number"),
+        (["--minigram-rounds=0"], "--minigram-rounds", "whole number of rounds from 1 to 16"),
+        (["--minigram-rounds=two"], "--minigram-rounds", "whole number of rounds from 1 to 16"),
+        (["--minigram-duet=/nonexistent/main"], "--minigram-duet", "minigram/__init__.py"),
     ],
 )
 def test_bad_option_is_a_usage_error(pytester: pytest.Pytester, args: list[str], named: str,
