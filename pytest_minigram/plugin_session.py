@@ -546,6 +546,9 @@ class _LoadWatch:
     def _run(self) -> None:
         shared = self.session.shared
         while not self._done.wait(self.POLL):
+            if _TERMINATING.is_set():
+                self.stop.set()
+                return
             peer_died = shared is not None and any(shared.worker_dead(w) for w in self.peers)
             if peer_died or not self.session.server_alive(self.server):
                 self.stop.set()
@@ -553,6 +556,8 @@ class _LoadWatch:
 
     def raise_if_interrupted(self, result: Result) -> None:
         """The engine turns Ctrl-C into a partial result; the session must stop instead."""
+        if _TERMINATING.is_set():
+            raise KeyboardInterrupt("signal SIGTERM")
         if result.interrupted and not self.stop.is_set():
             raise KeyboardInterrupt("the load run was interrupted")
 
@@ -574,7 +579,13 @@ def _is_follower_report(report: Any) -> bool:
     return isinstance(info, dict) and info.get("role") == "follower"
 
 
+_TERMINATING = threading.Event()
+
+
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    # Raised inside uvloop's internals, the exception is only logged (MagicStack/uvloop#94):
+    # the load watch sees the event, ends the load, and raises it again.
+    _TERMINATING.set()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
