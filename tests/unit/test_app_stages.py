@@ -3,7 +3,9 @@ outages; and what every response carries: Server-Timing, JSON errors, security h
 
 from __future__ import annotations
 
+import asyncio
 import re
+import statistics
 import subprocess
 import time
 
@@ -12,6 +14,7 @@ import redis as redis_lib
 
 from minigram import queries
 from minigram.app import create_app
+from minigram.timing import sleep_precisely
 
 TIMING_RE = re.compile(
     r"^db;dur=(\d+\.\d\d), cache;dur=(\d+\.\d\d), hash;dur=(\d+\.\d\d), app;dur=(\d+\.\d\d), "
@@ -145,6 +148,34 @@ def test_faults_add_delay_and_cpu_to_named_endpoints(app_settings_factory, test_
     assert profile["app"] >= 2 * profile["db"]
     healthz = server_timing(client.get("/healthz"))
     assert healthz["app"] < 200  # no fault on healthz
+
+
+def test_an_injected_delay_is_as_long_as_asked_and_lets_other_requests_run():
+    """delay=25% of a 2 ms handler is 0.5 ms; the loop's millisecond timers would make it 1.1."""
+    async def measure() -> tuple[list[float], int]:
+        ticks = 0
+        done = False
+
+        async def other_request() -> None:
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_request())
+        took = []
+        for _ in range(31):
+            t0 = time.perf_counter()
+            await sleep_precisely(0.0004)
+            took.append(time.perf_counter() - t0)
+        done = True
+        await other
+        return took, ticks
+
+    took, ticks = asyncio.run(measure())
+    assert min(took) >= 0.0004
+    assert statistics.median(took) < 0.0009
+    assert ticks > 31  # the other task ran during the sleeps
 
 
 # --- caches ----------------------------------------------------------------------------
