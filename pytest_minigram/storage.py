@@ -74,6 +74,19 @@ def _fail(source: str, problem: str) -> BaselineError:
     return BaselineError(f"{source}: {problem}")
 
 
+def _check_result(source: str, where: str, key: str, result: Any) -> None:
+    if not isinstance(result, dict) or result.get("schema") != RESULT_SCHEMA:
+        raise _fail(source, f"{where}: {key!r} is not a {RESULT_SCHEMA!r} object")
+    try:
+        Result.from_dict(result)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise _fail(source, f"{where}: invalid {key} "
+                            f"({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # hdrh raises its own types and zlib.error on bad blobs
+        raise _fail(source, f"{where}: corrupt histogram in {key} "
+                            f"({type(exc).__name__}: {exc})") from None
+
+
 def validate_run(data: Any, source: str = "<run>") -> dict[str, Any]:
     """Check the shape of a run document; raise :class:`BaselineError` naming ``source``."""
     if not isinstance(data, dict):
@@ -108,17 +121,10 @@ def validate_run(data: Any, source: str = "<run>") -> dict[str, Any]:
         if result is None:
             if verdict != "error":
                 raise _fail(source, f"{where} ({test}): no result, but verdict is {verdict!r}")
-        elif not isinstance(result, dict) or result.get("schema") != RESULT_SCHEMA:
-            raise _fail(source, f"{where} ({test}): 'result' is not a {RESULT_SCHEMA!r} object")
         else:
-            try:
-                Result.from_dict(result)
-            except (KeyError, ValueError, TypeError, AttributeError) as exc:
-                raise _fail(source, f"{where} ({test}): invalid result "
-                                    f"({type(exc).__name__}: {exc})") from None
-            except Exception as exc:  # hdrh raises its own types and zlib.error on bad blobs
-                raise _fail(source, f"{where} ({test}): corrupt histogram in result "
-                                    f"({type(exc).__name__}: {exc})") from None
+            _check_result(source, f"{where} ({test})", "result", result)
+        if entry.get("duet_baseline") is not None:
+            _check_result(source, f"{where} ({test})", "duet_baseline", entry["duet_baseline"])
         slo = entry.get("slo", [])
         if not isinstance(slo, list) or not all(isinstance(s, dict) for s in slo):
             raise _fail(source, f"{where} ({test}): 'slo' must be a list of objects")

@@ -81,6 +81,9 @@ def _broken(run: dict[str, Any], change: str) -> dict[str, Any]:
         doc["tests"].append(copy.deepcopy(t))
     elif change == "no-result":
         t["result"] = None
+    elif change == "duet":
+        t["duet_baseline"] = copy.deepcopy(t["result"])
+        t["duet_baseline"]["total"]["histogram"] = "bm90IGEgaGlzdG9ncmFt"
     return doc
 
 
@@ -94,6 +97,7 @@ def _broken(run: dict[str, Any], change: str) -> dict[str, Any]:
     ("missing-field", "invalid result (KeyError"),
     ("duplicate", "duplicate entry for tests/perf/test_feed.py::test_feed stage 2"),
     ("no-result", "no result, but verdict is 'passed'"),
+    ("duet", "corrupt histogram in duet_baseline"),
 ])
 def test_schema_validation_names_file_and_problem(
     run: dict[str, Any], tmp_path: Path, change: str, message: str
