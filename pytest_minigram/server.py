@@ -210,6 +210,10 @@ class ServerProcess:
     Readiness is ``health_url`` answering 200 and/or ``ready()`` returning True. ``port``
     (taken from ``health_url`` when not given) is checked to be free before spawning, so a
     server that would fail to bind does not get confused with whoever already listens there.
+    With ``owns_port``, readiness also needs a process of this server's tree to listen on
+    ``port``: another server that took the port between that check and the bind then fails
+    the start instead of passing the health check for it. (Leave it off for a server whose
+    port is published by someone else, such as ``docker run -p``.)
     """
 
     def __init__(
@@ -229,6 +233,7 @@ class ServerProcess:
         group: str | int | None = None,
         stop_signal: int = signal.SIGTERM,
         pdeathsig: bool = True,
+        owns_port: bool = False,
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)
@@ -242,6 +247,7 @@ class ServerProcess:
         self.group = group
         self.stop_signal = stop_signal
         self.pdeathsig = pdeathsig
+        self.owns_port = owns_port
         parsed = urllib.parse.urlsplit(health_url) if health_url else None
         self.host = host or (parsed.hostname if parsed else None) or "127.0.0.1"
         self.port = port if port is not None else (parsed.port if parsed else None)
@@ -362,6 +368,27 @@ class ServerProcess:
                 return f"readiness check failed: {exc}"
         return None
 
+    def _listens(self) -> bool | None:
+        """Whether a process of this server's tree listens on ``port``; None: cannot tell."""
+        if not self.owns_port or self.port is None or self._proc is None:
+            return None
+        try:
+            root = psutil.Process(self._proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return None
+        for proc in procs:
+            try:
+                conns = proc.net_connections(kind="tcp")
+            except psutil.AccessDenied:
+                return None
+            except psutil.Error:
+                continue
+            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port
+                   for c in conns):
+                return True
+        return False
+
     def _wait_ready(self, timeout: float) -> None:
         assert self._proc is not None
         deadline = time.monotonic() + timeout
@@ -375,10 +402,14 @@ class ServerProcess:
                 )
             reason = self._probe()
             if reason is None:
-                # A healthy answer from a process that then exits came from somebody else.
-                if self._proc.poll() is None:
+                # A healthy answer from a process that then exits, or from a port that no
+                # process of ours listens on, came from somebody else (a port race).
+                if self._proc.poll() is None and self._listens() is not False:
                     return
-                continue
+                if self._proc.poll() is None:
+                    reason = f"port {self.port} answers, but not from {self.name}'s processes"
+                else:
+                    continue
             last = reason
             if time.monotonic() >= deadline:
                 raise ServerStartError(

@@ -105,6 +105,7 @@ class StagePool:
         self._exit = contextlib.ExitStack()
         self._backends: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._ports: set[int] = set()  # every port handed to a server of this pool
 
     def get(self, stage: str, side: str = HEAD) -> Stack:
         """The stage's stack; ``side="baseline"`` is the one run from ``baseline_code``."""
@@ -199,12 +200,15 @@ class StagePool:
         # when it is taken before the spawn, in _serve when it is taken before the bind.
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = free_port()
+            while port in self._ports:  # not bound yet by the server launched just before
+                port = free_port()
+            self._ports.add(port)
             url = f"http://127.0.0.1:{port}"
             server = ServerProcess(
                 argv=minigram_command("serve", "--stage", stage, "--host", "127.0.0.1",
                                       "--port", str(port)),
                 env=env, inherit_env=False, health_url=f"{url}/healthz", log_path=log,
-                name=name, cwd=cwd)
+                name=name, cwd=cwd, owns_port=True)
             self._exit.callback(server.stop)
             try:
                 server.launch()

@@ -248,6 +248,22 @@ def test_port_in_use_is_a_clear_error_before_spawning(script: Path, tmp_path: Pa
     assert srv.pid is None
 
 
+def test_owns_port_does_not_take_another_servers_health_answer(
+        script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race in which another server binds the port after the free check: its health
+    answer must not make ours look ready."""
+    other = make(script, tmp_path, "ok").start(timeout=20)
+    monkeypatch.setattr(server_mod, "port_in_use", lambda host, port: False)
+    srv = ServerProcess([sys.executable, str(script), str(other.port), "ok"],
+                        log_path=tmp_path / "late.log", health_url=other.health_url,
+                        name="late", owns_port=True)
+    with pytest.raises(ServerStartError) as info:
+        srv.start(timeout=20)
+    assert "late exited with code 1 during start-up" in str(info.value)
+    assert "Address already in use" in str(info.value)
+    assert other.alive
+
+
 def test_bind_failure_without_known_port_shows_the_log(script: Path, tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
