@@ -321,11 +321,11 @@ class MinigramSession:
         watch.raise_if_interrupted(result)
         return result
 
-    def _stack(self, server: Any) -> Any:
-        """The Stack behind ``server`` when this process started it, else None."""
+    def _stack(self, server: Any, side: str = HEAD) -> Any:
+        """The Stack behind ``server`` (or its duet baseline) when this process started it."""
         if server is None or self._pool is None:
             return None
-        return next((s for s in self._pool.running(HEAD) if s.stage == server.stage), None)
+        return next((s for s in self._pool.running(side) if s.stage == server.stage), None)
 
     def server_alive(self, server: Any) -> bool:
         """Cheap liveness check, polled during a load (no HTTP: the server may be busy)."""
@@ -339,6 +339,9 @@ class MinigramSession:
     def _check_server(self, server: Any) -> None:
         if server is None:
             return
+        baseline = self._stack(server, BASELINE)
+        for proc in baseline.servers if baseline is not None else ():
+            proc.check_alive()
         stack = self._stack(server)
         if stack is not None:
             for proc in stack.servers:
