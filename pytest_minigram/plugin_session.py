@@ -37,7 +37,13 @@ from pytest_minigram.outputs import Outputs, unique_tests, write_outputs
 from pytest_minigram.plugin_options import Settings
 from pytest_minigram.server import ServerDied, stop_all
 from pytest_minigram.stages import BASELINE, HEAD, StagePool, process_tree_cpu
-from pytest_minigram.storage import BaselineError, load_run, new_run, open_storage
+from pytest_minigram.storage import (
+    BaselineError,
+    NoSavedRun,
+    load_run,
+    new_run,
+    open_storage,
+)
 from pytest_minigram.summary import PerfRecord, table
 
 SESSION_KEY = pytest.StashKey["MinigramSession"]()
@@ -106,6 +112,7 @@ class MinigramSession:
         # --minigram-compare-fail alone gates on the latest saved run, or with --minigram-duet
         # on the baseline measured side by side
         ref = s.compare or ("latest" if s.compare_fail and s.duet is None else None)
+        self.missing_baseline = ""
         if ref is None:
             return
         try:
@@ -119,6 +126,11 @@ class MinigramSession:
                     storage.close()
                 self.baseline_source = f"{ref} in {s.storage}"
         except BaselineError as exc:
+            if s.compare is None and isinstance(exc, NoSavedRun):
+                # Nothing saved yet, but a minigram_baseline_target fixture may still measure
+                # a baseline side by side: a perf test that gets neither fails (see below).
+                self.missing_baseline = str(exc)
+                return
             raise pytest.UsageError(f"--minigram-compare: {exc}") from None
 
     def _compare_record(self, record: dict[str, Any]) -> list[str]:
@@ -409,7 +421,15 @@ class MinigramSession:
         records = item.stash.get(RECORDS, [])
         if rep.when == "call":
             regressions = [line for record in records for line in self._compare_record(record)]
-            if regressions and rep.passed:
+            unbased = self.missing_baseline and any(
+                r.get("duet_baseline") is None for r in records)
+            if unbased and rep.passed:
+                rep.outcome = "failed"
+                rep.longrepr = (
+                    f"--minigram-compare-fail: no baseline to gate on: {self.missing_baseline}"
+                    "; or measure one side by side (--minigram-duet, or a "
+                    "minigram_baseline_target fixture)")
+            elif regressions and rep.passed:
                 rep.outcome = "failed"
                 source = (self.duet_source if any(r.get("duet_baseline") for r in records)
                           else self.baseline_source)

@@ -26,6 +26,7 @@ __all__ = [
     "RUN_VERSION",
     "BaselineError",
     "FileStorage",
+    "NoSavedRun",
     "RunFile",
     "SQLStorage",
     "Storage",
@@ -45,6 +46,10 @@ _NUMBERED = re.compile(r"^(\d{4,})_(.*)\.json$")
 
 class BaselineError(Exception):
     """A results file or stored run that cannot be used; the message names it and the problem."""
+
+
+class NoSavedRun(BaselineError):
+    """The storage holds no run that matches the reference (nothing saved yet, or no such name)."""
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,7 @@ class FileStorage:
         available = ", ".join(f.name for _, _, f in files[-5:]) or "none"
         if text == "latest":
             if not files:
-                raise BaselineError(f"{self.location}: no saved run to compare against "
+                raise NoSavedRun(f"{self.location}: no saved run to compare against "
                                     "(save one first with --minigram-save or --minigram-autosave)")
             return files[-1][2]
         if text.isdigit():
@@ -252,7 +257,7 @@ class FileStorage:
             named = [f for _, n, f in files if n == text or f.stem == text]
             if named:
                 return named[-1]
-        raise BaselineError(f"{self.location}: no saved run matching {text!r} "
+        raise NoSavedRun(f"{self.location}: no saved run matching {text!r} "
                             f"(latest runs: {available})")
 
     def load(self, ref: str | int = "latest") -> dict[str, Any]:
@@ -353,7 +358,7 @@ class SQLStorage:
         source = f"{self.location} run {text!r}"
         if match is None:
             latest = ", ".join(f"{r.id}_{r.name}" for r in rows[-5:]) or "none"
-            raise BaselineError(f"{self.location}: no saved run matching {text!r} for machine "
+            raise NoSavedRun(f"{self.location}: no saved run matching {text!r} for machine "
                                 f"{self.machine_id} (latest runs: {latest})")
         with self.engine.connect() as conn:
             data = conn.execute(self._sa.select(self.table.c.data)
