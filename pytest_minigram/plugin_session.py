@@ -97,6 +97,7 @@ class MinigramSession:
         if not self.is_worker and threading.current_thread() is threading.main_thread():
             # SIGTERM becomes an interruption, so fixtures and servers are torn down as on
             # Ctrl-C; atexit is the last net for anything still running.
+            _TERMINATING.clear()  # a SIGTERM of an earlier in-process session is over
             self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
             atexit.register(stop_all)
 
@@ -132,6 +133,17 @@ class MinigramSession:
                 self.missing_baseline = str(exc)
                 return
             raise pytest.UsageError(f"--minigram-compare: {exc}") from None
+
+    def _no_baseline(self, record: dict[str, Any]) -> str | None:
+        """Why a gated perf test has nothing to be compared with; None when it has."""
+        if (not self.tolerances or record.get("duet_baseline") is not None
+                or self.baseline is not None or record.get("kind") == "breaking"):
+            return None  # a breaking-point search is gated against saved runs only
+        why = self.missing_baseline or (
+            "this test measured none side by side (its target is not the Minigram that "
+            "--minigram-duet starts) and no saved run was given (--minigram-compare)")
+        return (f"{why}; save one (--minigram-save) or measure one side by side "
+                "(--minigram-duet, or a minigram_baseline_target fixture)")
 
     def _compare_record(self, record: dict[str, Any]) -> list[str]:
         """Set the record's comparison; return the regressions that fail the test."""
@@ -199,6 +211,10 @@ class MinigramSession:
                     servers[key] = self.pool.get(stage, side).describe()
                 except BackendUnavailable as exc:
                     servers[key] = {"error": str(exc)}
+                except Exception as exc:  # noqa: BLE001 - e.g. the baseline checkout is broken
+                    if side == HEAD:
+                        raise
+                    servers[key] = {"error": f"{type(exc).__name__}: {exc}"}
         return servers
 
     def close(self) -> None:
@@ -271,6 +287,7 @@ class MinigramSession:
         server_pids = [pid for pid in (server.pids if server is not None else []) if pid]
         cpu_before = [process_tree_cpu(pid) for pid in server_pids]
         base_targets = [baseline] if isinstance(baseline, str) else list(baseline or [])
+        base_pids = self._baseline_pids(server) if base_targets else []
         parts: dict[str, list[Result]] = {HEAD: [], BASELINE: []}
         used: dict[str, list[str]] = {HEAD: [], BASELINE: []}
         for index in range(n_rounds):
@@ -283,12 +300,13 @@ class MinigramSession:
                 round_target = pool[index % len(pool)]
                 key = item.nodeid + ("" if side == HEAD else "#baseline") + (
                     f"#round{index}" if index else "")
-                parts[side].append(self._run_round(item, wl, j, round_target, server, options,
-                                                   key=key))
+                parts[side].append(self._run_round(
+                    item, wl, j, round_target, server, options, key=key,
+                    watch_pids=base_pids if side == BASELINE else []))
                 used[side].append(round_target)
         result = _join(parts[HEAD], used[HEAD])
         result.labels.update(labels)
-        self._check_server(server)
+        self._check_server(server, base_pids)
         as_dict = result.to_dict()
         as_dict["workload"] = wl.to_dict()  # the whole load, not one worker's share
         cpu_after = [process_tree_cpu(pid) for pid in server_pids]
@@ -309,7 +327,7 @@ class MinigramSession:
         return record, result
 
     def _run_round(self, item: pytest.Item, wl: Any, j: Journey, target: str, server: Any,
-                   options: dict[str, Any], key: str) -> Result:
+                   options: dict[str, Any], key: str, watch_pids: list[int]) -> Result:
         """One run of the workload; under xdist, every worker's share, merged."""
         expected = (wl.planned_duration() or 600.0) + 60.0
         if self.shared is not None and item.get_closest_marker("perf") is not None:
@@ -319,7 +337,7 @@ class MinigramSession:
             except distributed.DistributedError as exc:
                 raise pytest.fail.Exception(str(exc), pytrace=False) from None
             item.stash[ROLE] = "leader" if rv.leader else "follower"
-            with _LoadWatch(self, server, rv.arrived) as watch:
+            with _LoadWatch(self, server, rv.arrived, watch_pids) as watch:
                 partial = run(wl.split(shares)[index], j, target, start_at=rv.start_at,
                               seed=index, stop_event=watch.stop, **options)
             watch.raise_if_interrupted(partial)
@@ -328,7 +346,7 @@ class MinigramSession:
             except distributed.DistributedError as exc:
                 raise pytest.fail.Exception(str(exc), pytrace=False) from None
             return merge([Result.from_dict(p) for p in parts])
-        with _LoadWatch(self, server, []) as watch:
+        with _LoadWatch(self, server, [], watch_pids) as watch:
             result = run(wl, j, target, stop_event=watch.stop, **options)
         watch.raise_if_interrupted(result)
         return result
@@ -348,19 +366,34 @@ class MinigramSession:
             return stack.alive
         return all(_pid_alive(pid) for pid in server.pids if pid)
 
-    def _check_server(self, server: Any) -> None:
+    def _baseline_pids(self, server: Any) -> list[int]:
+        """The duet baseline's server processes (none for a baseline this plugin did not start)."""
+        if server is None or self.settings.duet is None:
+            return []
+        try:
+            info = self.server_info(server.stage, BASELINE)
+        except BackendUnavailable:
+            return []
+        return [pid for pid in info.get("pids") or [] if pid]
+
+    def _check_server(self, server: Any, baseline_pids: list[int] | None = None) -> None:
         if server is None:
             return
-        baseline = self._stack(server, BASELINE)
-        for proc in baseline.servers if baseline is not None else ():
-            proc.check_alive()
-        stack = self._stack(server)
-        if stack is not None:
-            for proc in stack.servers:
+        for side in (BASELINE, HEAD):
+            stack = self._stack(server, side)
+            for proc in stack.servers if stack is not None else ():
                 proc.check_alive()
-        elif not server.alive():
-            raise ServerDied(f"the Minigram server for stage {server.stage} stopped answering "
-                             f"during the load. Last lines of its log:\n{server.log_tail()}")
+        dead = [pid for pid in baseline_pids or [] if not _pid_alive(pid)]
+        if dead:
+            raise ServerDied(f"the duet baseline's Minigram server for stage {server.stage} "
+                             f"(pid {dead[0]}) stopped during the load")
+        if self._stack(server) is None:
+            dead = [pid for pid in server.pids if pid and not _pid_alive(pid)]
+            if dead or not server.alive():
+                what = f" (pid {dead[0]})" if dead else ""
+                raise ServerDied(f"the Minigram server for stage {server.stage}{what} stopped "
+                                 f"answering during the load. Last lines of its log:\n"
+                                 f"{server.log_tail()}")
 
     # hooks ---------------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
@@ -381,7 +414,7 @@ class MinigramSession:
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         marker = metafunc.definition.get_closest_marker("perf")
         declarative = (marker is not None and bool(marker.kwargs)
-                       and _targets_minigram(metafunc.definition))
+                       and targets_minigram(metafunc.definition))
         if "minigram_server" in metafunc.fixturenames or declarative:
             metafunc.parametrize("minigram_stage", list(self.settings.stages), indirect=True,
                                  ids=[f"stage{s}" for s in self.settings.stages])
@@ -421,14 +454,10 @@ class MinigramSession:
         records = item.stash.get(RECORDS, [])
         if rep.when == "call":
             regressions = [line for record in records for line in self._compare_record(record)]
-            unbased = self.missing_baseline and any(
-                r.get("duet_baseline") is None for r in records)
+            unbased = next(filter(None, map(self._no_baseline, records)), None)
             if unbased and rep.passed:
                 rep.outcome = "failed"
-                rep.longrepr = (
-                    f"--minigram-compare-fail: no baseline to gate on: {self.missing_baseline}"
-                    "; or measure one side by side (--minigram-duet, or a "
-                    "minigram_baseline_target fixture)")
+                rep.longrepr = f"--minigram-compare-fail: no baseline to gate on: {unbased}"
             elif regressions and rep.passed:
                 rep.outcome = "failed"
                 source = (self.duet_source if any(r.get("duet_baseline") for r in records)
@@ -549,9 +578,11 @@ class _LoadWatch:
 
     POLL = 0.2
 
-    def __init__(self, session: MinigramSession, server: Any, peers: list[str]) -> None:
+    def __init__(self, session: MinigramSession, server: Any, peers: list[str],
+                 pids: list[int] | None = None) -> None:
         self.session = session
         self.server = server
+        self.pids = list(pids or [])  # more processes the load needs (the duet baseline's)
         self.peers = [w for w in peers if w != session.wid]
         self.stop = threading.Event()
         self._done = threading.Event()
@@ -573,7 +604,8 @@ class _LoadWatch:
                 self.stop.set()
                 return
             peer_died = shared is not None and any(shared.worker_dead(w) for w in self.peers)
-            if peer_died or not self.session.server_alive(self.server):
+            if (peer_died or not self.session.server_alive(self.server)
+                    or not all(_pid_alive(pid) for pid in self.pids)):
                 self.stop.set()
                 return
 
@@ -585,7 +617,7 @@ class _LoadWatch:
             raise KeyboardInterrupt("the load run was interrupted")
 
 
-def _targets_minigram(item: pytest.Item) -> bool:
+def targets_minigram(item: pytest.Item) -> bool:
     """False when a conftest overrides ``minigram_target``: the load goes to another service."""
     # pytest has no public "which fixture wins here" API; FixtureManager.getfixturedefs is
     # the closest. If it ever changes, fall back to treating the target as Minigram.

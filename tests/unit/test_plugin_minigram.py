@@ -146,3 +146,39 @@ def test_duet_measures_the_baseline_checkout_side_by_side_and_gates_on_it(
     assert len({r["target"] for r in head["rounds"] + base["rounds"]}) == 4
     assert head["actions"]["feed"]["p50"] > 2 * base["actions"]["feed"]["p50"]
     assert not _minigram_children() - before
+
+
+BASELINE_DIES = """
+import os, signal
+
+import psutil
+
+def test_feed(minigram_load, minigram_baseline_target):
+    port = int(minigram_baseline_target[0].rsplit(":", 1)[1])
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            try:
+                os.kill(conn.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # the other worker was first
+    minigram_load("feed", users=2, duration="3s", ramp_up="1s")
+"""
+
+
+def test_a_duet_baseline_that_dies_fails_the_test_on_xdist_workers(
+        pytester: pytest.Pytester) -> None:
+    """The workers did not start the baseline's servers: they watch its pids."""
+    from pathlib import Path
+
+    import pytest_minigram
+
+    root = Path(pytest_minigram.__file__).resolve().parents[1]
+    pytester.makepyfile(test_dies=BASELINE_DIES)
+    before = _minigram_children()
+    res = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "2", f"--minigram-duet={root}",
+        "--minigram-seed-users=20", "--minigram-seed-photos=40", timeout=300)
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*the duet baseline's Minigram server for stage 1 (pid *) "
+                              "stopped during the load*"])
+    assert not _minigram_children() - before
