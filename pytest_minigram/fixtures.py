@@ -12,7 +12,7 @@ import requests
 
 from pytest_minigram.api_client import MinigramClient
 from pytest_minigram.backends import BackendUnavailable
-from pytest_minigram.plugin_session import MinigramSession, get_session
+from pytest_minigram.plugin_session import MinigramSession, get_session, targets_minigram
 from pytest_minigram.slo import SLOViolation, ThresholdError, evaluate
 from pytest_minigram.stages import BASELINE
 
@@ -128,8 +128,9 @@ def minigram_baseline_target(request: pytest.FixtureRequest,
     """Where the baseline measured side by side lives: None (compare with a saved run, if any),
     or a base URL or list of them. With ``--minigram-duet PATH``, the Minigram servers started
     from PATH. Override it to compare against a baseline deployment of your own service."""
-    if minigram_session.settings.duet is None or "minigram_server" not in request.fixturenames:
-        return None
+    if (minigram_session.settings.duet is None or "minigram_server" not in request.fixturenames
+            or not targets_minigram(request.node)):
+        return None  # the duet baseline is Minigram: only for loads that go to Minigram
     server: MinigramServer = request.getfixturevalue("minigram_server")
     try:
         info = minigram_session.server_info(server.stage, BASELINE)
