@@ -42,8 +42,9 @@ OPTIONS: tuple[Option, ...] = (
            default="1", metavar="FACTOR|TIME"),
     Option("--minigram-rounds", "minigram_rounds",
            "Run each perf test's load N times in a row, each round against its own server "
-           "process (N per stage); the regression gate then compares round by round "
-           "(default: 1)", default="1", metavar="N"),
+           "process (N per stage); the regression gate then takes the median of the "
+           "rounds' floors and counts the spread between rounds as noise (default: 1)",
+           default="1", metavar="N"),
     Option("--minigram-duet", "minigram_duet",
            "Measure a baseline side by side: also start Minigram from the checkout at PATH "
            "(e.g. a git worktree of main) and run each perf test's rounds against it and "
