@@ -404,12 +404,11 @@ class ServerProcess:
             if reason is None:
                 # A healthy answer from a process that then exits, or from a port that no
                 # process of ours listens on, came from somebody else (a port race).
-                if self._proc.poll() is None and self._listens() is not False:
+                if self._proc.poll() is not None:
+                    continue  # reported as an exit at the top of the loop
+                if self._listens() is not False:
                     return
-                if self._proc.poll() is None:
-                    reason = f"port {self.port} answers, but not from {self.name}'s processes"
-                else:
-                    continue
+                reason = f"port {self.port} answers, but not from {self.name}'s processes"
             last = reason
             if time.monotonic() >= deadline:
                 raise ServerStartError(
