@@ -190,8 +190,7 @@ class MinigramSession:
 
     def server_info(self, stage: str, side: str = HEAD) -> dict[str, Any]:
         if self.shared is not None:
-            key = stage if side == HEAD else f"{stage}@{side}"
-            info = self.shared.read_servers().get(key)
+            info = self.shared.read_servers().get(_server_key(stage, side))
             if info is None:
                 raise RuntimeError(f"the xdist controller started no server for stage {stage}"
                                    + ("" if side == HEAD else f" ({side})"))
@@ -206,7 +205,7 @@ class MinigramSession:
         sides = [HEAD] + ([BASELINE] if self.settings.duet is not None else [])
         for stage in sorted(stages):
             for side in sides:
-                key = stage if side == HEAD else f"{stage}@{side}"
+                key = _server_key(stage, side)
                 try:
                     servers[key] = self.pool.get(stage, side).describe()
                 except BackendUnavailable as exc:
@@ -550,6 +549,11 @@ def duet_baseline_run(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The run document of the baselines measured side by side with ``entries``."""
     return new_run({}, [{**e, "result": e["duet_baseline"], "slo": [], "comparison": [],
                          "duet_baseline": None} for e in entries])
+
+
+def _server_key(stage: str, side: str) -> str:
+    """The key of a stage's servers in the controller's server file shared with workers."""
+    return stage if side == HEAD else f"{stage}@{side}"
 
 
 def _join(rounds: list[Result], targets: list[str]) -> Result:

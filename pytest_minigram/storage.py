@@ -247,7 +247,7 @@ class FileStorage:
         if text == "latest":
             if not files:
                 raise NoSavedRun(f"{self.location}: no saved run to compare against "
-                                    "(save one first with --minigram-save or --minigram-autosave)")
+                                 "(save one first with --minigram-save or --minigram-autosave)")
             return files[-1][2]
         if text.isdigit():
             for number, _, f in files:
@@ -258,7 +258,7 @@ class FileStorage:
             if named:
                 return named[-1]
         raise NoSavedRun(f"{self.location}: no saved run matching {text!r} "
-                            f"(latest runs: {available})")
+                         f"(latest runs: {available})")
 
     def load(self, ref: str | int = "latest") -> dict[str, Any]:
         return load_run(self._resolve(ref))
@@ -359,7 +359,7 @@ class SQLStorage:
         if match is None:
             latest = ", ".join(f"{r.id}_{r.name}" for r in rows[-5:]) or "none"
             raise NoSavedRun(f"{self.location}: no saved run matching {text!r} for machine "
-                                f"{self.machine_id} (latest runs: {latest})")
+                             f"{self.machine_id} (latest runs: {latest})")
         with self.engine.connect() as conn:
             data = conn.execute(self._sa.select(self.table.c.data)
                                 .where(self.table.c.id == match.id)).scalar_one()

@@ -65,6 +65,11 @@ def describe_load(workload: dict[str, Any]) -> str:
     return str(model)
 
 
+def _rounds(result: dict[str, Any]) -> str:
+    n = len(result.get("rounds") or ())
+    return f" x{n}" if n > 1 else ""
+
+
 def row(rec: PerfRecord) -> tuple[str, ...]:
     total = rec.result.get("total", {})
     short = rec.nodeid.split("::", 1)[-1]
@@ -75,8 +80,7 @@ def row(rec: PerfRecord) -> tuple[str, ...]:
     return (
         short,
         rec.stage or "-",
-        describe_load(rec.result.get("workload", {}))
-        + (f" x{len(rec.result['rounds'])}" if len(rec.result.get("rounds") or ()) > 1 else ""),
+        describe_load(rec.result.get("workload", {})) + _rounds(rec.result),
         f"{total.get('throughput', 0.0):.1f}",
         f"{100.0 * total.get('error_rate', 0.0):.2f}%",
         fmt_ms(total.get("p50")),
