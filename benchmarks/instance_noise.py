@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from hdrh.histogram import HdrHistogram  # noqa: E402
 
-from pytest_minigram.journeys import get_journey  # noqa: E402
 from pytest_minigram.load import Closed, run  # noqa: E402
+from pytest_minigram.load.registry import get_journey  # noqa: E402
 from pytest_minigram.server import ServerProcess, free_port  # noqa: E402
 
 HOST = "127.0.0.1"

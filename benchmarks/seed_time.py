@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pytest_minigram.backends import postgres  # noqa: E402
+from pytest_minigram.minigram_harness.backends import postgres  # noqa: E402
 
 PHASE = re.compile(r"^(users|follows|photos|likes): (\d+) added.*\((\d+\.\d+)s\)$")
 

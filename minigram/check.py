@@ -1,7 +1,7 @@
 """``minigram check``: nothing the server acknowledged is lost, nothing is half-written.
 
 The load engine's Minigram journeys can log every write they made, with its outcome, as JSON
-lines (``params={"write_log": path}``; see ``pytest_minigram.journeys.minigram``). Each line
+lines (``params={"write_log": path}``; see ``pytest_minigram.minigram_harness.journeys``). Each line
 is one request::
 
     {"op": "like", "user": "seed_user_3", "photo_id": 12, "ok": true, "status": 200,

@@ -500,3 +500,22 @@ class ServerProcess:
     def __repr__(self) -> str:
         state = "alive" if self.alive else _describe_exit(self.returncode)
         return f"<ServerProcess {self.name} pid={self.pid} {state}>"
+
+
+def process_tree_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) used so far by a process and its live descendants."""
+    if pid is None:
+        return None
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total

@@ -14,8 +14,9 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Protocol
+
+from pytest_minigram.metrics import ALIASES, METRICS, Kind, valid_names
 
 __all__ = [
     "METRICS",
@@ -53,26 +54,6 @@ class SLOViolation(AssertionError):
         return [o for o in self.outcomes if not o.passed]
 
 
-class Kind(Enum):
-    LATENCY = "latency"
-    RATE = "rate"
-    SCORE = "score"
-    THROUGHPUT = "throughput"
-    COUNT = "count"
-
-
-METRICS: dict[str, Kind] = {
-    "count": Kind.COUNT,
-    "errors": Kind.COUNT,
-    "dropped_iterations": Kind.COUNT,
-    "throughput": Kind.THROUGHPUT,
-    "error_rate": Kind.RATE,
-    "apdex": Kind.SCORE,
-    "min": Kind.LATENCY,
-    "mean": Kind.LATENCY,
-    "max": Kind.LATENCY,
-}
-ALIASES: dict[str, str] = {"rps": "throughput", "avg": "mean", "med": "p50"}
 OPS: tuple[str, ...] = ("<", "<=", ">", ">=", "==", "!=")
 
 # unit -> divisor that turns the written number into the base unit of the metric
@@ -112,8 +93,7 @@ _GRAMMAR = "[action.]metric op value[unit], e.g. 'p95 < 500ms' or 'feed.error_ra
 
 
 def _valid_metrics() -> str:
-    names = [*METRICS, *ALIASES, "pNN", "pNN.N", "p(NN.N)"]
-    return ", ".join(names)
+    return valid_names()
 
 
 def _units_help(kind: Kind) -> str:

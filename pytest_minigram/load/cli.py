@@ -116,7 +116,7 @@ def format_summary(result: Result) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from pytest_minigram.journeys import available_journeys, get_journey
+    from pytest_minigram.load.registry import available_journeys, get_journey
 
     if args.list:
         print("\n".join(available_journeys()))

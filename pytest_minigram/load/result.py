@@ -13,6 +13,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from pytest_minigram.metrics import percentile_of
+
 __all__ = [
     "HIGHEST_US",
     "SCHEMA",
@@ -173,7 +175,6 @@ class ActionStats:
         self._cache.clear()
 
 
-_PERCENTILE = re.compile(r"^p(\d+(?:[._]\d+)?)$")
 
 
 @dataclass
@@ -249,12 +250,11 @@ class Result:
         if name == "apdex":
             score = stats.apdex
             return math.nan if score is None else score
-        m = _PERCENTILE.match(name)
-        if m:
-            q = float(m.group(1).replace("_", "."))
-            if not 0 <= q <= 100:
-                raise KeyError(f"percentile out of range: {name!r}")
+        q = percentile_of(name)
+        if q is not None:
             return stats.percentile(q)
+        if re.fullmatch(r"p\d+(?:[._]\d+)?", name):
+            raise KeyError(f"percentile out of range: {name!r}")
         raise KeyError(
             f"unknown metric {name!r}; known: count, errors, dropped_iterations, throughput, "
             "error_rate, apdex, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_minigram.metrics import Kind, human_seconds, kind_of
+
 
 def number(v: Any) -> str:
     if v is None:
@@ -19,20 +21,7 @@ def number(v: Any) -> str:
     return f"{v:.2f}".rstrip("0").rstrip(".") if abs(v) >= 0.01 else f"{v:.2g}"
 
 
-def seconds(v: Any) -> str:
-    if v is None:
-        return "—"
-    v = float(v)
-    if v >= 1:
-        return f"{v:.2f} s"
-    ms = v * 1e3
-    if ms >= 100:
-        return f"{ms:.0f} ms"
-    if ms >= 10:
-        return f"{ms:.1f} ms"
-    if ms >= 0.1:
-        return f"{ms:.2f} ms"
-    return f"{v * 1e6:.0f} µs"
+seconds = human_seconds
 
 
 def percent(v: Any) -> str:
@@ -66,16 +55,15 @@ def value(v: Any, unit: str) -> str:
     return number(v)
 
 
+_UNITS = {Kind.LATENCY: "seconds", Kind.RATE: "fraction", Kind.THROUGHPUT: "rps",
+          Kind.SCORE: "apdex", Kind.COUNT: "number"}
+
+
 def metric_unit(metric: str) -> str:
-    if metric in ("min", "mean", "max") or metric.startswith("p"):
-        return "seconds"
-    if metric == "error_rate":
-        return "fraction"
-    if metric == "throughput":
-        return "rps"
-    if metric == "apdex":
-        return "apdex"
-    return "number"
+    try:
+        return _UNITS[kind_of(metric)]
+    except KeyError:
+        return "number"
 
 
 def ratio(before: Any, after: Any, higher_is_better: bool) -> dict[str, str] | None:

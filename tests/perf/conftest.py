@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_minigram.journeys import minigram as minigram_journeys
+from pytest_minigram.minigram_harness import journeys as minigram_journeys
 
 SUITE_MARKERS = {
     "operations": "single-endpoint runs with Server-Timing attribution (-m operations)",

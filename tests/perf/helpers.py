@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 
-def unscaled_seconds(session: Any, seconds: float) -> float:
+from pytest_minigram.plugin import settings
+
+
+def unscaled_seconds(config: pytest.Config, seconds: float) -> float:
     """A duration that ``--minigram-duration`` will scale back to ``seconds``.
 
     A ramp's length is set by how fast the server can take new users, not by how long we
     want to measure: passing ``unscaled_seconds(ramp) + hold`` as a duration keeps the ramp
     whole and scales only the hold. A fixed ``--minigram-duration=20s`` still wins.
     """
-    factor = session.settings.duration_factor or 1.0
+    factor = settings(config).duration_factor or 1.0
     return seconds / factor
 
 

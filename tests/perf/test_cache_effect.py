@@ -15,6 +15,11 @@ from typing import Any
 import pytest
 import requests
 
+from pytest_minigram.minigram_harness.plugin import HARNESS
+from pytest_minigram.plugin.conductor import LoadSpec
+from pytest_minigram.plugin.fixtures import CONDUCTOR
+from pytest_minigram.plugin.targets import TargetInfo
+
 pytestmark = [pytest.mark.perf, pytest.mark.cache]
 
 # one user: stage 1 fails overlapping writes, and the count per journey needs none
@@ -49,7 +54,7 @@ def per_journey(url: str, run: Any, journey: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("journey", ["browse", "realistic"])
-def test_queries_per_journey(minigram_load: Any, minigram_server: Any, minigram_session: Any,
+def test_queries_per_journey(minigram_load: Any, minigram_server: Any,
                              request: pytest.FixtureRequest, journey: str) -> None:
     stage = minigram_server.stage
 
@@ -68,15 +73,17 @@ def test_queries_per_journey(minigram_load: Any, minigram_server: Any, minigram_
     assert mine["lookups_per_journey"] > 0
     if journey == "browse":
         assert mine["hit_ratio"] >= 0.5, mine
-    if stage != "2" or "1" not in minigram_session.settings.stages:
+    harness = request.config.stash[HARNESS]
+    if stage != "2" or "1" not in harness.settings.stages:
         return
     # Without a cache: the same journeys on stage 1, the same code over a NullCache.
-    info = minigram_session.server_info("1")
+    info = harness.info("1")
+    stage1 = TargetInfo(urls=[info["url"]], variant="1",
+                        params={"seed_users": info.get("seed", {}).get("users", 100)})
 
     def run_uncached(name: str) -> Any:
-        _record, result = minigram_session.run_load(
-            request.node, name, info["url"], stage="1", server=None, users=USERS,
-            iterations=ITERATIONS, params={"seed_users": info.get("seed", {}).get("users", 100)})
+        _record, result = request.config.stash[CONDUCTOR].run_load(
+            request.node, name, stage1, [], LoadSpec(users=USERS, iterations=ITERATIONS))
         return result
 
     run_uncached(journey)

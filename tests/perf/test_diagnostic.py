@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pytest_minigram.api_client import MinigramClient
-from pytest_minigram.journeys.minigram import SEED_PASSWORD, png_bytes
+from pytest_minigram.minigram_harness.api_client import MinigramClient
+from pytest_minigram.minigram_harness.journeys import SEED_PASSWORD, png_bytes
 
 pytestmark = [pytest.mark.perf, pytest.mark.diagnostic]
 

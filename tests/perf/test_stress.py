@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pytest_minigram.plugin import settings
 from tests.perf.helpers import summary, unscaled_seconds
 
 LEVELS = (1, 5, 10, 20, 50, 100, 200)
@@ -31,16 +32,17 @@ SHORT_TOP = 50  # the top level of stages 1 and 1.5 when durations are scaled do
 
 @pytest.mark.perf
 @pytest.mark.stress
-def test_stress_levels(minigram_load: Any, minigram_server: Any, minigram_session: Any) -> None:
+def test_stress_levels(minigram_load: Any, minigram_server: Any,
+                       pytestconfig: pytest.Config) -> None:
     stage = minigram_server.stage
     rows: dict[int, dict[str, Any]] = {}
-    short = minigram_session.settings.duration_factor < 1 and stage != "2"
+    short = settings(pytestconfig).duration_factor < 1 and stage != "2"
     for users in LEVELS:
         if short and users > SHORT_TOP:
             break
         ramp = (users - 1) / ARRIVAL
         result = minigram_load("realistic", users=users, ramp_up=ramp, think_time=THINK,
-                               duration=unscaled_seconds(minigram_session, ramp) + HOLD)
+                               duration=unscaled_seconds(pytestconfig, ramp) + HOLD)
         rows[users] = summary(result)
         print(f"stage {stage} {users:>3} users: {rows[users]}")
         if result.error_rate >= COLLAPSED:
@@ -53,7 +55,7 @@ def test_stress_levels(minigram_load: Any, minigram_server: Any, minigram_sessio
         # (0-4 % errors in CI, 11-16 % on a busy one), so the lesson is asserted where writes
         # do overlap: 10 users writing back to back, no think time.
         contention = minigram_load("write", users=10, duration=unscaled_seconds(
-            minigram_session, 4.0))
+            pytestconfig, 4.0))
         print(f"stage 1, 10 writers back to back: {summary(contention)}")
         assert contention.error_rate >= 0.05, (
             f"stage 1 should fail under write contention: {summary(contention)}; {rows}")

@@ -1,7 +1,8 @@
 """A real ``minigram serve`` in a subprocess, for the overload, consistency and fault tests.
 
-Stage 2 takes the URLs of throwaway backends (``pytest_minigram.backends`` with no URL):
-these tests stop and restart them, so they must never be the machine's shared services.
+Stage 2 takes the URLs of throwaway backends (``pytest_minigram.minigram_harness.backends``
+with no URL): these tests stop and restart them, so they must never be the machine's shared
+services.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from minigram import db
 from minigram.seed import seed
 from minigram.settings import Settings
 from pytest_minigram.load import Result, run
+from pytest_minigram.minigram_harness.stages import minigram_command
 from pytest_minigram.server import ServerProcess, free_port
-from pytest_minigram.stages import minigram_command
 
 
 @dataclass

@@ -15,9 +15,9 @@ from sqlalchemy.pool import NullPool
 from minigram import cli
 from minigram.check import check, read_writes
 from minigram.db import engine_url
-from pytest_minigram.backends import postgres, redis_backend
-from pytest_minigram.journeys import get_journey
 from pytest_minigram.load import Closed, run
+from pytest_minigram.load.registry import get_journey
+from pytest_minigram.minigram_harness.backends import postgres, redis_backend
 from tests.unit.app_server import app_server
 
 SEED_USERS = 20

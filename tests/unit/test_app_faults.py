@@ -20,9 +20,9 @@ from collections import Counter
 import pytest
 
 from minigram.check import check
-from pytest_minigram.backends import postgres, redis_backend
-from pytest_minigram.journeys import get_journey
 from pytest_minigram.load import Closed
+from pytest_minigram.load.registry import get_journey
+from pytest_minigram.minigram_harness.backends import postgres, redis_backend
 from tests.unit.app_server import BackgroundLoad, app_server, error_window, series
 
 SEED = {"seed_users": 20, "seed_photos": 100}

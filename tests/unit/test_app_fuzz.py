@@ -37,8 +37,8 @@ from schemathesis.specs.openapi.checks import (
 
 from minigram.app import create_app
 from minigram.openapi import OPERATIONS, build_schema
+from pytest_minigram.minigram_harness.stages import minigram_command
 from pytest_minigram.server import ServerProcess, free_port
-from pytest_minigram.stages import minigram_command
 
 PASSWORD = "password123"
 EXAMPLES = int(os.environ.get("MINIGRAM_FUZZ_EXAMPLES", "6"))

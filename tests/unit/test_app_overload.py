@@ -16,8 +16,8 @@ import pytest
 
 from minigram.settings import Settings
 from minigram.shedding import Limiter, LoadShedMiddleware
-from pytest_minigram.journeys import get_journey
 from pytest_minigram.load import Closed, Journey, RampingRate, VirtualUser, run
+from pytest_minigram.load.registry import get_journey
 from tests.unit.app_server import app_server
 
 # --- the middleware on its own -----------------------------------------------------------

@@ -15,8 +15,8 @@ import psycopg2
 import pytest
 import redis
 
-from pytest_minigram import backends
-from pytest_minigram.backends import (
+from pytest_minigram.minigram_harness import backends
+from pytest_minigram.minigram_harness.backends import (
     PG_FIX,
     REDIS_FIX,
     BackendNotOwned,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from pytest_minigram.compare import (
+from pytest_minigram.gate.compare import (
     Change,
     GateConfig,
     Tolerance,

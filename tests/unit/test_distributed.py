@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_minigram.distributed import DistributedError, Rendezvous, SharedDir, worker_number
+from pytest_minigram.plugin.xdist import DistributedError, Rendezvous, SharedDir, worker_number
 
 
 def meet(shared: SharedDir, wid: str, workers: list[str], out: dict[str, Any]) -> None:
@@ -82,9 +82,9 @@ def test_collection_files_merge(tmp_path: Path) -> None:
     shared = SharedDir(tmp_path)
     shared.write_collection("gw0", {"a::t[stage1]": "1"}, {"1"})
     shared.write_collection("gw1", {"a::t[stage1]": "1", "b::u": None}, {"1", "2"})
-    perf, stages = shared.read_collection()
+    perf, needs = shared.read_collection()
     assert perf == {"a::t[stage1]": "1", "b::u": None}
-    assert stages == {"1", "2"}
+    assert needs == {"1", "2"}
 
 
 def test_worker_number() -> None:

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pytest_minigram.journeys import available_journeys, get_journey, register_journey
 from pytest_minigram.load import Closed, Journey, VirtualUser, run
 from pytest_minigram.load.cli import main as cli_main
+from pytest_minigram.load.registry import available_journeys, get_journey, register_journey
 
 
 @dataclass

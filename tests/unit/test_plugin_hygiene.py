@@ -257,7 +257,7 @@ BUSY_PORT_CONFTEST = """
 import socket
 
 import pytest
-from pytest_minigram import backends, stages
+from pytest_minigram.minigram_harness import backends, stages
 
 BUSY = socket.socket()
 BUSY.bind(("127.0.0.1", 0))
@@ -304,9 +304,9 @@ def test_servers_got_other_ports(minigram_server, minigram_client, busy_port, pi
     ports = [urllib.parse.urlsplit(u).port for u in urls]
     assert busy_port not in ports
     # The busy port was tried first, for Minigram, then PostgreSQL (and Redis after it).
-    assert picks["pytest_minigram.stages"][0] == busy_port
-    assert picks["pytest_minigram.backends"][0] == busy_port
-    assert len(picks["pytest_minigram.backends"]) == 3
+    assert picks["pytest_minigram.minigram_harness.stages"][0] == busy_port
+    assert picks["pytest_minigram.minigram_harness.backends"][0] == busy_port
+    assert len(picks["pytest_minigram.minigram_harness.backends"]) == 3
     minigram_client.register("port_user", "password123")
     Path(f"ports-{os.getpid()}.txt").write_text(" ".join(map(str, ports)))
 """

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_minigram.compare import parse_tolerances
-from pytest_minigram.plugin_options import DEFAULT_STORAGE, OPTIONS
+from pytest_minigram.gate.compare import parse_tolerances
+from pytest_minigram.minigram_harness.options import OPTIONS as HARNESS_OPTIONS
+from pytest_minigram.plugin.options import DEFAULT_STORAGE, OPTIONS
 
 WORKFLOW = Path(__file__).parents[2] / ".github" / "workflows" / "perf.yml"
-OPTION_NAMES = {opt.name for opt in OPTIONS}
+OPTION_NAMES = {opt.name for opt in (*OPTIONS, *HARNESS_OPTIONS)}
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +79,13 @@ def test_backends_point_at_the_services(workflow: dict[str, Any]) -> None:
     assert "@127.0.0.1:5432/" in env["MINIGRAM_PG_URL"]
     assert env["MINIGRAM_REDIS_URL"] == "redis://127.0.0.1:6379/0"
     # the plugin reads these variables when --minigram-pg-url / --minigram-redis-url are unset
-    by_name = {opt.name: opt for opt in OPTIONS}
+    by_name = {opt.name: opt for opt in HARNESS_OPTIONS}
     assert by_name["--minigram-pg-url"].env == "MINIGRAM_PG_URL"
     assert by_name["--minigram-redis-url"].env == "MINIGRAM_REDIS_URL"
 
 
 def test_install(job: dict[str, Any]) -> None:
-    assert step(job, "Install")["run"] == "pip install -e '.[test]'"
+    assert step(job, "Install")["run"] == "pip install -e '.[minigram,test]'"
 
 
 def test_pull_request_compares_with_the_restored_baseline(

@@ -1,6 +1,9 @@
-"""Named journeys: Minigram's built-ins plus whatever a conftest registers."""
+"""Named journeys: those of installed packages (entry point group ``pytest_minigram.journeys``,
+such as Minigram's) plus whatever a conftest registers."""
 
 from __future__ import annotations
+
+from importlib import metadata
 
 from pytest_minigram.load.journey import Journey
 
@@ -18,6 +21,7 @@ def register_journey(journey: Journey) -> Journey:
 
 
 def get_journey(name: str) -> Journey:
+    _load_installed()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -27,14 +31,20 @@ def get_journey(name: str) -> Journey:
 
 
 def available_journeys() -> list[str]:
+    _load_installed()
     return sorted(_REGISTRY)
 
 
-def _register_builtins() -> None:
-    from pytest_minigram.journeys.minigram import JOURNEYS
-
-    for journey in JOURNEYS:
-        _REGISTRY.setdefault(journey.name, journey)
+ENTRY_POINT_GROUP = "pytest_minigram.journeys"
+_loaded = False
 
 
-_register_builtins()
+def _load_installed() -> None:
+    """Register the journeys that installed packages publish, once, without overriding."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        for journey in entry.load():
+            _REGISTRY.setdefault(journey.name, journey)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_minigram.backends import BackendUnavailable, postgres, redis_backend
+from pytest_minigram.minigram_harness.backends import BackendUnavailable, postgres, redis_backend
 from pytest_minigram.server import ServerProcess, ServerStartError, free_port, port_in_use
 
 SeedSizes = Callable[[str], dict[str, int]]
@@ -48,27 +48,6 @@ class Stack:
                 "pid": self.server.pid if self.server is not None else None,
                 "urls": list(self.urls or [self.url]),
                 "pids": [s.pid for s in self.servers]}
-
-
-def process_tree_cpu(pid: int | None) -> float | None:
-    """CPU seconds (user + system) used so far by a process and its live descendants."""
-    if pid is None:
-        return None
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return None
-    total = 0.0
-    for proc in procs:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
 
 
 def minigram_command(*args: str) -> list[str]:

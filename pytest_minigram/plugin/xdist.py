@@ -1,11 +1,14 @@
 """Running one perf test on every xdist worker at once.
 
+The only module that knows xdist.
+
 The controller and its workers share a directory (passed in ``workerinput``). Workers register
 their pid there, list their perf items at collection, meet at a per-test barrier, and leave their
 partial results for each other. Every worker then merges the same partials, so every worker sees
 the same merged result; only one of them (the leader) reports the verdict.
 
-This is the only module that knows about xdist, and it imports it only when ``-n`` is on.
+It imports xdist only when ``-n`` is on. `XdistWorker` is a worker's side of it,
+`XdistController` the controller's hooks.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 START_DELAY = 0.5  # seconds between the last arrival at a barrier and the common start
 
@@ -76,29 +81,30 @@ class SharedDir:
         return not _pid_alive(int(pid))
 
     # collection
-    def write_collection(self, wid: str, perf: dict[str, str | None], stages: set[str]) -> None:
-        """Record a worker's perf items (node id -> stage) and the stages its items need."""
+    def write_collection(self, wid: str, perf: dict[str, str | None], needs: set[str]) -> None:
+        """Record a worker's perf items (node id -> stage) and what its items need from the
+        controller (names a harness chose, such as ``stage:2``)."""
         _atomic_write(self._ensure("collection") / f"{wid}.json",
-                      {"perf": perf, "stages": sorted(stages)})
+                      {"perf": perf, "needs": sorted(needs)})
 
     def read_collection(self) -> tuple[dict[str, str | None], set[str]]:
         perf: dict[str, str | None] = {}
-        stages: set[str] = set()
+        needs: set[str] = set()
         folder = self.path / "collection"
         for f in sorted(folder.glob("*.json")) if folder.exists() else []:
             data = json.loads(f.read_text())
             perf.update(data["perf"])
-            stages.update(data["stages"])
-        return perf, stages
+            needs.update(data["needs"])
+        return perf, needs
 
-    # servers started by the controller
-    def write_servers(self, servers: dict[str, dict[str, Any]]) -> None:
+    # what the controller provides (the servers it started)
+    def write_provided(self, provided: dict[str, Any]) -> None:
         self._ensure()
-        _atomic_write(self.path / "servers.json", servers)
+        _atomic_write(self.path / "provided.json", provided)
 
-    def read_servers(self) -> dict[str, dict[str, Any]]:
+    def read_provided(self) -> dict[str, Any]:
         try:
-            data: dict[str, dict[str, Any]] = json.loads((self.path / "servers.json").read_text())
+            data: dict[str, Any] = json.loads((self.path / "provided.json").read_text())
         except FileNotFoundError:
             return {}
         return data
@@ -206,8 +212,8 @@ def make_scheduler(config: Any, log: Any, shared: SharedDir,
             self.collection = next(iter(self.node2collection.values()))
             if not self.collection:
                 return
-            perf, stages = shared.read_collection()
-            before_dispatch(perf, stages)
+            perf, needs = shared.read_collection()
+            before_dispatch(perf, needs)
             self.perf_indices = {i for i, nid in enumerate(self.collection) if nid in perf}
             ordered = sorted(self.perf_indices)
             self.pending[:] = [i for i in range(len(self.collection))
@@ -240,3 +246,96 @@ def make_scheduler(config: Any, log: Any, shared: SharedDir,
             return crashitem
 
     return PerfScheduling(config, log)
+
+
+REPORT_ATTR = "minigram"  # the attribute of a test report that carries its perf records
+
+
+def is_follower_report(report: Any) -> bool:
+    info = getattr(report, REPORT_ATTR, None)
+    return isinstance(info, dict) and info.get("role") == "follower"
+
+
+class XdistWorker:
+    """A worker's view: its id, its peers, the shared directory, its role per perf test."""
+
+    def __init__(self, workerinput: dict[str, Any]) -> None:
+        self.shared = SharedDir(workerinput["minigram_dir"])
+        self.wid = str(workerinput["workerid"])
+        self.participants = [f"gw{i}" for i in range(int(workerinput["workercount"]))]
+        self.shared.register_worker(self.wid)
+
+    def leader(self) -> str | None:
+        """The worker that reports for a perf test: the lowest-numbered live one."""
+        live = [w for w in self.participants if not self.shared.worker_dead(w)]
+        return live[0] if live else None
+
+    def static_role(self) -> str:
+        return "leader" if self.leader() == self.wid else "follower"
+
+    def peers_alive(self, peers: Sequence[str]) -> bool:
+        return not any(self.shared.worker_dead(w) for w in peers if w != self.wid)
+
+    def provided(self, name: str) -> Any:
+        """What the controller's ``pytest_minigram_xdist_provide`` returned for ``name``."""
+        provided = self.shared.read_provided()
+        if name not in provided:
+            raise DistributedError(f"the xdist controller provided no {name!r}")
+        return provided[name]
+
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        perf: dict[str, str | None] = {}
+        for item in items:
+            if item.get_closest_marker("perf") is not None:
+                callspec = getattr(item, "callspec", None)
+                stage = callspec.params.get("minigram_stage") if callspec else None
+                perf[item.nodeid] = None if stage is None else str(stage)
+        needs: set[str] = set()
+        for answer in config.hook.pytest_minigram_xdist_needs(config=config, items=items):
+            needs.update(answer or ())
+        self.shared.write_collection(self.wid, perf, needs)
+
+
+class XdistController:
+    """Controller-side xdist wiring: a shared directory, the scheduler, what it provides."""
+
+    def __init__(self, config: pytest.Config, tmpdir: Callable[[], Path]) -> None:
+        self.config = config
+        self._tmpdir = tmpdir
+        self._shared: SharedDir | None = None
+        self.active = False  # set once xdist configures a worker node
+
+    @property
+    def shared(self) -> SharedDir:
+        if self._shared is None:
+            self._shared = SharedDir(self._tmpdir() / "xdist")
+            self._shared.path.mkdir(parents=True, exist_ok=True)
+        return self._shared
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        dsession = session.config.pluginmanager.getplugin("dsession")
+        if dsession is not None:
+            # Every worker ran the perf test and saw the same merged result; only the
+            # leader's reports speak for it.
+            drop_reports(dsession, is_follower_report)
+
+    def pytest_configure_node(self, node: Any) -> None:
+        self.active = True
+        node.workerinput["minigram_dir"] = str(self.shared.path)
+
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if config.getoption("dist") != "load":
+            return None
+
+        def before_dispatch(perf: dict[str, str | None], needs: set[str]) -> None:
+            started = time.monotonic()
+            provided: dict[str, Any] = {}
+            for answer in config.hook.pytest_minigram_xdist_provide(config=config,
+                                                                    needs=needs):
+                provided.update(answer or {})
+            self.shared.write_provided(provided)
+            if needs:
+                log(f"minigram: controller ready in {time.monotonic() - started:.1f}s")
+
+        return make_scheduler(config, log, self.shared, before_dispatch)

@@ -25,6 +25,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from pytest_minigram.load.result import Result
+from pytest_minigram.metrics import bad_direction, fmt_value, percentile_of
 from pytest_minigram.storage import BaselineError, load_run, open_storage
 
 __all__ = [
@@ -59,17 +60,9 @@ _TOLERANCE = re.compile(
 _ABS_UNITS = {"ms": 1e-3, "us": 1e-6, "s": 1.0}
 
 
-def _percentile_of(metric: str) -> float | None:
-    m = _PERCENTILE.match(metric)
-    if not m:
-        return None
-    q = float(m.group(1).replace("_", "."))
-    return q if 0 <= q <= 100 else None
-
-
 def _kind(metric: str) -> str:
-    """``latency``, ``throughput`` or ``error_rate``; ValueError for anything else."""
-    if metric in _LATENCY or _percentile_of(metric) is not None:
+    """``latency``, ``throughput`` or ``error_rate``: the metrics the gate can compare."""
+    if metric in _LATENCY or (metric.startswith("p") and percentile_of(metric) is not None):
         return "latency"
     if metric in ("throughput", "error_rate"):
         return metric
@@ -77,7 +70,7 @@ def _kind(metric: str) -> str:
 
 
 def _bad_direction(metric: str) -> int:
-    return -1 if _kind(metric) == "throughput" else 1
+    return bad_direction(metric)
 
 
 @dataclass(frozen=True)
@@ -270,7 +263,7 @@ class _Windows:
             return row["errors"] / row["requests"] if row["requests"] else None
         if row["requests"] < self.min_requests:
             return None
-        q = _percentile_of(metric)
+        q = percentile_of(metric)
         hist = self._hist(i)
         if hist is not None and hist.get_total_count():
             if q is not None:
@@ -544,14 +537,7 @@ def compare_runs(
 # --- presentation ---
 
 def _value(metric: str, v: float) -> str:
-    if not math.isfinite(v):
-        return "n/a"
-    kind = _kind(metric)
-    if kind == "throughput":
-        return f"{v:.1f}/s"
-    if kind == "error_rate":
-        return f"{v * 100:.2f}%"
-    return f"{v * 1000:.1f}ms" if v < 10 else f"{v:.2f}s"
+    return fmt_value(metric, v)
 
 
 def _change(ch: Change) -> str:

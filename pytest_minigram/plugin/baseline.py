@@ -1,0 +1,115 @@
+"""The baseline a session gates on: the tolerances, a saved run, or one measured side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_minigram.gate.compare import (
+    ComparisonReport,
+    Tolerance,
+    compare_runs,
+    parse_tolerances,
+)
+from pytest_minigram.plugin.options import Settings
+from pytest_minigram.record import PerfRecord, unique_entries
+from pytest_minigram.storage import BaselineError, NoSavedRun, load_run, new_run, open_storage
+
+DUET_SOURCE = "measured side by side"
+
+
+class Baseline:
+    """Loaded once at configure time; a broken baseline is a usage error before any test runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.tolerances: list[Tolerance] = []
+        self.run: dict[str, Any] | None = None
+        self.source = ""
+        self.missing = ""
+        if settings.compare_fail:
+            try:
+                self.tolerances = parse_tolerances(settings.compare_fail)
+            except ValueError as exc:
+                raise pytest.UsageError(
+                    f"--minigram-compare-fail (ini: minigram_compare_fail): {exc}") from None
+        # --minigram-compare-fail alone gates on the latest saved run, or on a baseline
+        # measured side by side (minigram_baseline_target)
+        ref = settings.compare or ("latest" if settings.compare_fail else None)
+        if ref is None:
+            return
+        try:
+            if Path(ref).suffix == ".json" or Path(ref).is_file():
+                self.run, self.source = load_run(ref), str(ref)
+            else:
+                storage = open_storage(settings.storage)
+                try:
+                    self.run = storage.load(ref)
+                finally:
+                    storage.close()
+                self.source = f"{ref} in {settings.storage}"
+        except BaselineError as exc:
+            if settings.compare is None and isinstance(exc, NoSavedRun):
+                # Nothing saved yet, but a minigram_baseline_target fixture may still measure
+                # a baseline side by side: a perf test that gets neither fails (see below).
+                self.missing = str(exc)
+                return
+            raise pytest.UsageError(f"--minigram-compare: {exc}") from None
+
+    def why_none(self, record: PerfRecord) -> str | None:
+        """Why a gated perf test has nothing to be compared with; None when it has."""
+        if (not self.tolerances or record.duet_baseline is not None or self.run is not None
+                or record.kind == "breaking"):
+            return None  # a breaking-point search is gated against saved runs only
+        why = self.missing or (
+            "this test measured none side by side (no minigram_baseline_target) and no saved "
+            "run was given (--minigram-compare)")
+        return (f"{why}; save one (--minigram-save) or measure one side by side "
+                "(--minigram-duet, or a minigram_baseline_target fixture)")
+
+    def source_of(self, record: PerfRecord) -> str:
+        if record.duet_baseline is not None:
+            return f"{DUET_SOURCE} at {record.duet_baseline.labels.get('target', '?')}"
+        return self.source
+
+    def judge(self, record: PerfRecord) -> list[str]:
+        """Set the record's comparison; return the regressions that fail the test."""
+        (entry,) = unique_entries([record])
+        if record.duet_baseline is not None:
+            baseline = duet_baseline_run([entry])
+        elif self.run is not None:
+            baseline = self.run
+        else:
+            return []
+        report = compare_runs(baseline, new_run({}, [entry]), self.tolerances,
+                              baseline_source=self.source_of(record))
+        comp = report.find(entry["test"], entry["stage"])
+        if comp is None:
+            return []
+        record.comparison = report.to_dict()["tests"][0]["changes"]
+        return [f"{c.metric}: {c.baseline:.6g} -> {c.current:.6g} "
+                f"({'n/a' if c.change is None else f'{c.change:+.1%}'}; floor of the "
+                f"per-second windows {_pct(c.floor_change)}, p={c.p_value:.3g}), "
+                f"beyond {c.tolerance}" for c in comp.regressions]
+
+    def compare_session(self, run: dict[str, Any]) -> ComparisonReport | None:
+        """The whole session against its baseline, for the terminal table and the report."""
+        duet = [t for t in run["tests"] if t.get("duet_baseline") is not None]
+        if duet:
+            return compare_runs({**duet_baseline_run(duet), "environment": run["environment"]},
+                                {**run, "tests": duet}, self.tolerances,
+                                baseline_source=DUET_SOURCE)
+        if self.run is not None:
+            return compare_runs(self.run, run, self.tolerances, baseline_source=self.source)
+        return None
+
+
+def duet_baseline_run(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run document of the baselines measured side by side with ``entries``."""
+    return new_run({}, [{**e, "result": e["duet_baseline"], "slo": [], "comparison": [],
+                         "duet_baseline": None} for e in entries])
+
+
+def _pct(change: float | None) -> str:
+    return "n/a" if change is None else f"{change:+.1%}"

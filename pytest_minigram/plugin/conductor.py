@@ -1,0 +1,195 @@
+"""The conductor: turns a test's load request into runs of the engine, and one record.
+
+It scales the declared workload (``--minigram-users``, ``--minigram-duration``...), runs the
+rounds (round r against the target's r-th process), alternates head and side-by-side
+baseline (ABBA), meets the other xdist workers for each run, watches the target while the
+load runs, and keeps the test's `PerfRecord`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from pytest_minigram.load import Closed, Journey, Open, RampingRate, Result, concat, merge, run
+from pytest_minigram.load import parse_duration as _parse_duration
+from pytest_minigram.load.registry import get_journey
+from pytest_minigram.load.workloads import Workload
+from pytest_minigram.plugin import xdist
+from pytest_minigram.plugin.options import MAX_ROUNDS, Settings
+from pytest_minigram.plugin.signals import LoadWatch
+from pytest_minigram.plugin.targets import TargetInfo
+from pytest_minigram.record import KINDS, PerfRecord
+from pytest_minigram.server import process_tree_cpu
+
+RECORDS = pytest.StashKey[list[PerfRecord]]()
+ROLE = pytest.StashKey[str]()
+BARRIER_TIMEOUT = 120.0
+HEAD, BASELINE = "head", "baseline"
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return _parse_duration(str(value))
+    except ValueError:
+        raise pytest.UsageError(f"minigram_load: bad {what} {value!r}; expected seconds or a "
+                                "time such as 20s, 500ms or 2m") from None
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """A load as a test declares it, before the session's scaling."""
+
+    users: float | None = None
+    rate: float | None = None
+    duration: float | str | None = None
+    stages: Sequence[tuple[float, float | str]] | None = None
+    ramp_up: float | str | None = None
+    think_time: float | tuple[float, float] | None = None
+    iterations: int | None = None
+    max_users: int | None = None
+    params: dict[str, Any] | None = None
+    apdex_t: float = 0.5
+    timeout: float = 10.0
+    rounds: int | None = None
+    kind: str | None = None
+
+
+def test_kind(item: pytest.Item) -> str:
+    for name in ("stress", "breaking", "diagnostic"):
+        if item.get_closest_marker(name) is not None:
+            return name
+    return "load"
+
+
+class Conductor:
+    def __init__(self, config: pytest.Config, settings: Settings,
+                 worker: xdist.XdistWorker | None) -> None:
+        self.config = config
+        self.settings = settings
+        self.worker = worker
+
+    def journey(self, journey: Any) -> Journey:
+        if isinstance(journey, Journey):
+            return journey
+        if callable(journey):
+            name = getattr(journey, "__name__", "journey")
+            return Journey(name, journey)
+        try:
+            return get_journey(str(journey))
+        except KeyError as exc:
+            raise pytest.UsageError(f"minigram_load: {exc.args[0]}") from None
+
+    def workload(self, spec: LoadSpec) -> Workload:
+        s = self.settings
+        dur = _seconds(spec.duration, "duration") if spec.duration is not None else None
+        if dur is not None:
+            dur = s.fixed_duration if s.fixed_duration else dur * s.duration_factor
+        ramp = _seconds(spec.ramp_up, "ramp_up") if spec.ramp_up else 0.0
+        max_users = spec.max_users or 1000
+        if spec.stages:
+            scaled = [(float(r) * s.rate_factor,
+                       s.duration_factor * _seconds(d, "stage duration"))
+                      for r, d in spec.stages]
+            return RampingRate(stages=scaled, max_users=max_users)
+        if spec.rate is not None:
+            return Open(rate=float(spec.rate) * s.rate_factor, duration=dur or 10.0,
+                        max_users=max_users)
+        n = max(1, round((spec.users or 10) * s.users_factor))
+        if dur is None and spec.iterations is None:
+            dur = 10.0 * s.duration_factor if not s.fixed_duration else s.fixed_duration
+        return Closed(users=n, duration=dur, ramp_up=ramp, iterations=spec.iterations,
+                      think_time=spec.think_time)
+
+    def run_load(self, item: pytest.Item, journey: Any, target: TargetInfo,
+                 baseline: Sequence[TargetInfo], spec: LoadSpec) -> tuple[PerfRecord, Result]:
+        j = self.journey(journey)
+        wl = self.workload(spec)
+        n_rounds = self.settings.rounds if spec.rounds is None else spec.rounds
+        if (not isinstance(n_rounds, int) or isinstance(n_rounds, bool)
+                or not 1 <= n_rounds <= MAX_ROUNDS):
+            raise pytest.UsageError(f"minigram_load: bad rounds {spec.rounds!r}; expected a "
+                                    f"whole number from 1 to {MAX_ROUNDS}")
+        kind = spec.kind or test_kind(item)
+        if kind not in KINDS:
+            raise pytest.UsageError(f"minigram_load: bad kind {kind!r}; one of {KINDS}")
+        labels = {"test": item.nodeid, "stage": target.variant or "", "journey": j.name,
+                  "target": target.url}
+        options = {"timeout": spec.timeout, "apdex_t": spec.apdex_t, "labels": labels,
+                   "params": {**target.params, **(spec.params or {})}}
+        cpu_before = [process_tree_cpu(pid) for pid in target.pids]
+        base_urls = [url for info in baseline for url in info.urls]
+        parts: dict[str, list[Result]] = {HEAD: [], BASELINE: []}
+        used: dict[str, list[str]] = {HEAD: [], BASELINE: []}
+        for index in range(n_rounds):
+            # duet: baseline and head take turns, in the order ABBA ABBA..., so that a
+            # machine that drifts faster or slower over the test treats both alike
+            sides = [HEAD] if not base_urls else (
+                [BASELINE, HEAD] if index % 2 == 0 else [HEAD, BASELINE])
+            for side in sides:
+                pool = target.urls if side == HEAD else base_urls
+                url = pool[index % len(pool)]
+                key = item.nodeid + ("" if side == HEAD else "#baseline") + (
+                    f"#round{index}" if index else "")
+                watched = [target] if side == HEAD else list(baseline)
+                parts[side].append(self._run_round(item, wl, j, url, watched, options, key))
+                used[side].append(url)
+        result = _join(parts[HEAD], used[HEAD])
+        result.labels.update(labels)
+        result.workload = wl.to_dict()  # the whole load, not one worker's share
+        for info in (target, *baseline):
+            info.check()
+        cpu_after = [process_tree_cpu(pid) for pid in target.pids]
+        server = None
+        if target.pids and None not in cpu_before and None not in cpu_after:
+            server = {"cpu_seconds": round(sum(cpu_after) - sum(cpu_before),  # type: ignore[arg-type]
+                                           4), "pid": target.pids[0]}
+        record = PerfRecord(test=item.nodeid, stage=target.variant, kind=kind, result=result,
+                            server=server)
+        if base_urls:
+            base = _join(parts[BASELINE], used[BASELINE])
+            base.labels.update(labels, target=base_urls[0])
+            base.workload = wl.to_dict()
+            record.duet_baseline = base
+        item.stash.setdefault(RECORDS, []).append(record)
+        if item.stash.get(ROLE, "single") != "follower":
+            self.config.hook.pytest_minigram_result(config=self.config, nodeid=item.nodeid,
+                                                    stage=target.variant, result=result)
+        return record, result
+
+    def _run_round(self, item: pytest.Item, wl: Workload, j: Journey, url: str,
+                   watched: Sequence[TargetInfo], options: dict[str, Any], key: str) -> Result:
+        """One run of the workload; under xdist, every worker's share, merged."""
+        still_ok: list[Callable[[], bool]] = [info.alive for info in watched]
+        if self.worker is not None and item.get_closest_marker("perf") is not None:
+            worker = self.worker
+            expected = (wl.planned_duration() or 600.0) + 60.0
+            rv = xdist.Rendezvous(worker.shared, key, worker.wid, worker.participants)
+            try:
+                index, shares = rv.arrive(timeout=BARRIER_TIMEOUT)
+            except xdist.DistributedError as exc:
+                raise pytest.fail.Exception(str(exc), pytrace=False) from None
+            item.stash[ROLE] = "leader" if rv.leader else "follower"
+            arrived = list(rv.arrived)
+            with LoadWatch([*still_ok, lambda: worker.peers_alive(arrived)]) as watch:
+                partial = run(wl.split(shares)[index], j, url, start_at=rv.start_at,
+                              seed=index, stop_event=watch.stop, **options)
+            watch.raise_if_interrupted(partial)
+            try:
+                parts = rv.exchange(partial.to_dict(), timeout=expected)
+            except xdist.DistributedError as exc:
+                raise pytest.fail.Exception(str(exc), pytrace=False) from None
+            return merge([Result.from_dict(p) for p in parts])
+        with LoadWatch(still_ok) as watch:
+            result = run(wl, j, url, stop_event=watch.stop, **options)
+        watch.raise_if_interrupted(result)
+        return result
+
+
+def _join(rounds: list[Result], targets: list[str]) -> Result:
+    return rounds[0] if len(rounds) == 1 else concat(rounds, targets)

@@ -1,0 +1,75 @@
+"""A perf test's verdict: its thresholds, its gate against the baseline, its JUnit properties.
+
+The verdict is set on the call report, so that the terminal, the exit code and JUnit XML
+agree. Under xdist every worker runs a perf test and sees the same merged result; the
+leader's report speaks for it and the others' are dropped (see `xdist`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from pytest_minigram.plugin import xdist
+from pytest_minigram.plugin.baseline import Baseline
+from pytest_minigram.plugin.conductor import RECORDS, ROLE
+from pytest_minigram.record import PerfRecord
+
+JUNIT_METRICS = ("throughput", "error_rate", "p50", "p95", "p99", "apdex_score", "count")
+
+
+class Verdicts:
+    def __init__(self, baseline: Baseline, worker: xdist.XdistWorker | None) -> None:
+        self.baseline = baseline
+        self.worker = worker
+        self.records: list[PerfRecord] = []  # on the controller (or without xdist)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        rep = yield
+        if item.get_closest_marker("perf") is None and RECORDS not in item.stash:
+            return rep
+        role = item.stash.get(ROLE, None) or (
+            self.worker.static_role() if self.worker is not None else "single")
+        records = item.stash.get(RECORDS, [])
+        if rep.when == "call":
+            self._judge(item, rep, records)
+        setattr(rep, xdist.REPORT_ATTR, {
+            "role": role,
+            "records": [r.to_entry() for r in records] if rep.when == "call" else []})
+        return rep
+
+    def _judge(self, item: pytest.Item, rep: pytest.TestReport,
+               records: list[PerfRecord]) -> None:
+        regressions = [line for record in records for line in self.baseline.judge(record)]
+        unbased = next(filter(None, map(self.baseline.why_none, records)), None)
+        if unbased and rep.passed:
+            rep.outcome = "failed"
+            rep.longrepr = f"--minigram-compare-fail: no baseline to gate on: {unbased}"
+        elif regressions and rep.passed:
+            rep.outcome = "failed"
+            source = self.baseline.source_of(records[0])
+            rep.longrepr = (f"performance regression against the baseline ({source}):\n  "
+                            + "\n  ".join(regressions))
+        for record in records:
+            record.verdict = rep.outcome
+        if records:  # junitxml writes the properties from the teardown report
+            last = records[-1]
+            totals = last.totals
+            props = item.user_properties
+            props.extend((f"minigram_{key}", totals.get(key)) for key in JUNIT_METRICS)
+            props.append(("minigram_stage", last.stage))
+            props.append(("minigram_users", last.result.workload.get("users")))
+            props.append(("minigram_verdict", rep.outcome))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        info = getattr(report, xdist.REPORT_ATTR, None)
+        if self.worker is not None or not isinstance(info, dict) or info.get("role") == "follower":
+            return
+        for entry in info.get("records", []):
+            record = PerfRecord.from_entry(entry)
+            record.verdict = record.verdict or report.outcome
+            self.records.append(record)
