@@ -191,7 +191,7 @@ def targets_minigram(item: pytest.Item) -> bool:
     # pytest has no public "which fixture wins here" API; FixtureManager.getfixturedefs is
     # the closest. If it ever changes, fall back to treating the target as Minigram.
     try:
-        manager = item.config.pluginmanager.get_plugin("funcmanage")
+        manager: Any = item.config.pluginmanager.get_plugin("funcmanage")
         defs = manager.getfixturedefs("minigram_target", item)
     except Exception:
         return True

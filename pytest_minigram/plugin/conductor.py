@@ -85,7 +85,7 @@ class Conductor:
         except KeyError as exc:
             raise pytest.UsageError(f"minigram_load: {exc.args[0]}") from None
 
-    def workload(self, spec: LoadSpec) -> Workload:
+    def workload(self, spec: LoadSpec) -> Closed | Open | RampingRate:
         s = self.settings
         dur = _seconds(spec.duration, "duration") if spec.duration is not None else None
         if dur is not None:

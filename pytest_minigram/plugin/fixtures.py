@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from types import EllipsisType
+from typing import Any, Literal, Protocol, cast
 
 import pytest
 
@@ -127,7 +128,8 @@ class LoadFunction(Protocol):
                  iterations: int | None = None, max_users: int | None = None,
                  params: dict[str, Any] | None = None, apdex_t: float = 0.5,
                  timeout: float = 10.0, rounds: int | None = None,
-                 baseline: Target = ..., kind: str | None = None) -> PerfResult: ...
+                 baseline: Target | EllipsisType = ...,
+                 kind: str | None = None) -> PerfResult: ...
 
 
 def _urls(target: Target) -> list[str]:
@@ -175,18 +177,19 @@ def minigram_load(request: pytest.FixtureRequest, minigram_target: str,
              iterations: int | None = None, max_users: int | None = None,
              params: dict[str, Any] | None = None, apdex_t: float = 0.5,
              timeout: float = 10.0, rounds: int | None = None,
-             baseline: Target = ..., kind: str | None = None) -> PerfResult:  # type: ignore[assignment]
+             baseline: Target | EllipsisType = ...,
+             kind: str | None = None) -> PerfResult:
         spec = LoadSpec(users=users, rate=rate, duration=duration, stages=stages,
                         ramp_up=ramp_up, think_time=think_time, iterations=iterations,
                         max_users=max_users, params=params, apdex_t=apdex_t, timeout=timeout,
                         rounds=rounds, kind=kind)
-        base = minigram_baseline_target if baseline is ... else baseline
+        base = minigram_baseline_target if isinstance(baseline, EllipsisType) else baseline
         target = target_info(request, minigram_target)
         base_infos = [target_info(request, url, "baseline") for url in _urls(base)]
         record, result = conductor.run_load(request.node, journey, target, base_infos, spec)
         return PerfResult(result, record)
 
-    return load  # type: ignore[return-value]
+    return load
 
 
 def _check_value(key: str, value: Any) -> bool:
@@ -282,7 +285,7 @@ def minigram_breaking_point(request: pytest.FixtureRequest, minigram_target: str
             raise pytest.UsageError(f"minigram_breaking_point: bad threshold: {exc}") from None
         if not thresholds:
             raise pytest.UsageError("minigram_breaking_point: slo=[...] must not be empty")
-        metric = "users" if users is not None else "rate"
+        metric = cast(Literal["users", "rate"], "users" if users is not None else "rate")
         # --minigram-users / the rate factor scale the declared range; each probe then runs
         # exactly the load the search asked for.
         factor = settings.users_factor if metric == "users" else settings.rate_factor

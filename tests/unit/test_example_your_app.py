@@ -123,7 +123,8 @@ def test_item():
                                         "--minigram-results=run.json", timeout=120)
     res.assert_outcomes(failed=1)
     res.stdout.fnmatch_lines([
-        "*performance regression against the baseline (measured side by side at http://*)*", "*p50: *beyond p50:+50%*"])
+        "*performance regression against the baseline (measured side by side at http://*)*",
+        "*p50: *beyond p50:+50%*"])
     (test,) = load_run(pytester.path / "run.json")["tests"]
     assert test["duet_baseline"]["actions"]["item"]["p50"] < 0.005
     assert test["result"]["actions"]["item"]["p50"] > 0.005
