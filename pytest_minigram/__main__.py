@@ -22,7 +22,7 @@ def _command(name: str) -> Callable[[list[str]], int] | None:
 
         return load_main
     if name == "compare":
-        from pytest_minigram.gate.compare import cli as compare_cli
+        from pytest_minigram.gate.cli import cli as compare_cli
 
         return compare_cli
     if name == "report":

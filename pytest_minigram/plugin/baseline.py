@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_minigram.gate.compare import (
+from pytest_minigram.gate import (
     ComparisonReport,
     Tolerance,
     compare_runs,

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_minigram.benchmark_json import write_benchmark_json
 from pytest_minigram.environment import collect_environment
-from pytest_minigram.gate.compare import ComparisonReport, format_markdown, format_table
+from pytest_minigram.gate import ComparisonReport, format_markdown, format_table
 from pytest_minigram.plugin.baseline import Baseline
 from pytest_minigram.plugin.options import Settings
 from pytest_minigram.plugin.summary import markdown_table, table

@@ -54,7 +54,7 @@ def load(path: str) -> Mapping[str, Any]:
 
 def _compare(baseline: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
              source: str) -> Mapping[str, Any]:
-    from pytest_minigram.gate.compare import compare_runs
+    from pytest_minigram.gate import compare_runs
 
     current = {**runs[-1], "tests": [t for r in runs for t in r.get("tests") or ()]}
     return compare_runs(dict(baseline), current, baseline_source=source).to_dict()

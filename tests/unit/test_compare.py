@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from pytest_minigram.gate.compare import (
+from pytest_minigram.gate import (
     Change,
     GateConfig,
     Tolerance,
     bootstrap_floor_test,
-    cli,
     compare_results,
     compare_runs,
     floor_of,
@@ -30,6 +29,7 @@ from pytest_minigram.gate.compare import (
     parse_tolerances,
     quantile,
 )
+from pytest_minigram.gate.cli import cli
 from pytest_minigram.load.result import Result, concat, new_histogram
 from pytest_minigram.storage import FileStorage, load_run
 

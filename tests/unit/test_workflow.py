@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_minigram.gate.compare import parse_tolerances
+from pytest_minigram.gate import parse_tolerances
 from pytest_minigram.minigram_harness.options import OPTIONS as HARNESS_OPTIONS
 from pytest_minigram.plugin.options import DEFAULT_STORAGE, OPTIONS
 
