@@ -83,13 +83,38 @@ def _check_result(source: str, where: str, key: str, result: Any) -> None:
     if not isinstance(result, dict) or result.get("schema") != RESULT_SCHEMA:
         raise _fail(source, f"{where}: {key!r} is not a {RESULT_SCHEMA!r} object")
     try:
-        Result.from_dict(result)
+        _check_ranges(Result.from_dict(result))
+    except _OutOfRange as exc:
+        raise _fail(source, f"{where}: {key}: {exc}") from None
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise _fail(source, f"{where}: invalid {key} "
                             f"({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # hdrh raises its own types and zlib.error on bad blobs
         raise _fail(source, f"{where}: corrupt histogram in {key} "
                             f"({type(exc).__name__}: {exc})") from None
+
+
+class _OutOfRange(Exception):
+    pass
+
+
+def _check_ranges(result: Result) -> None:
+    """Counts and durations are never negative, error rates are fractions."""
+    def need(ok: bool, what: str, value: Any) -> None:
+        if not ok:
+            raise _OutOfRange(f"{what} is {value!r}, out of range")
+
+    need(math.isfinite(result.duration) and result.duration >= 0, "duration", result.duration)
+    need(result.iterations >= 0, "iterations", result.iterations)
+    need(result.dropped_iterations >= 0, "dropped_iterations", result.dropped_iterations)
+    for name, stats in [("total", result.total), *result.actions.items()]:
+        need(stats.count >= 0, f"{name}.count", stats.count)
+        need(0 <= stats.errors <= max(stats.count, 0), f"{name}.errors", stats.errors)
+        need(all(n >= 0 for n in stats.apdex_counts), f"{name}.apdex", stats.apdex_counts)
+    for row in result.timeseries:
+        for key in ("requests", "errors", "users"):
+            value = row.get(key, 0)
+            need(isinstance(value, int | float) and value >= 0, f"timeseries {key}", value)
 
 
 def validate_run(data: Any, source: str = "<run>") -> dict[str, Any]:

@@ -33,6 +33,7 @@ import psycopg2
 import redis
 from psycopg2 import sql
 
+from pytest_minigram.redact import redact_url
 from pytest_minigram.server import ServerError, ServerProcess, free_port, port_in_use
 
 __all__ = [
@@ -90,12 +91,6 @@ class BackendNotOwned(BackendError):
     """stop/start/restart on a backend this session did not start."""
 
 
-def _redact(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _with_path(url: str, path: str) -> str:
@@ -297,7 +292,7 @@ def _pg_ready(admin_url: str) -> bool:
 
 
 def _connect_given_postgres(url: str, keep: bool) -> PostgresBackend:
-    shown = _redact(url)
+    shown = redact_url(url)
     if not re.match(r"postgres(ql)?(\+\w+)?://", url):
         raise BackendUnavailable(
             f"PostgreSQL URL {shown!r} is not a postgresql:// URL "
@@ -499,7 +494,7 @@ def _redis_ping(url: str, timeout: float) -> bool:
 
 
 def _connect_given_redis(url: str) -> RedisBackend:
-    shown = _redact(url)
+    shown = redact_url(url)
     try:
         _redis_ping(url, CONNECT_TIMEOUT)
     except ValueError as exc:

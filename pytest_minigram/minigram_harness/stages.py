@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_minigram.minigram_harness.backends import BackendUnavailable, postgres, redis_backend
+from pytest_minigram.redact import redact_url
 from pytest_minigram.server import ServerProcess, ServerStartError, free_port, port_in_use
 
 SeedSizes = Callable[[str], dict[str, int]]
@@ -147,7 +148,7 @@ class StagePool:
             b = self._stage2_backends(side)
             env.update(MINIGRAM_DATABASE_URL=b["pg"].url, MINIGRAM_REDIS_URL=b["redis"].url,
                        MINIGRAM_REDIS_PREFIX=b["redis"].prefix)
-            backends = {"database": _redact(b["pg"].url), "cache": _redact(b["redis"].url),
+            backends = {"database": redact_url(b["pg"].url), "cache": redact_url(b["redis"].url),
                         "postgres": "own" if b["pg"].owned else "given",
                         "redis": "own" if b["redis"].owned else "given"}
         if cwd is not None:
@@ -219,14 +220,6 @@ class StagePool:
             self._backends = {}
 
 
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            creds = creds.split(":", 1)[0] + ":***"
-        return f"{scheme}://{creds}@{host}"
-    return url
 
 
 __all__ = ["BASELINE", "HEAD", "BackendUnavailable", "Stack", "StagePool", "minigram_command"]

@@ -15,6 +15,7 @@ from pytest_minigram.gate import (
 )
 from pytest_minigram.plugin.options import Settings
 from pytest_minigram.record import PerfRecord, unique_entries
+from pytest_minigram.redact import redact_text, redact_url
 from pytest_minigram.storage import BaselineError, NoSavedRun, load_run, new_run, open_storage
 
 DUET_SOURCE = "measured side by side"
@@ -48,14 +49,14 @@ class Baseline:
                     self.run = storage.load(ref)
                 finally:
                     storage.close()
-                self.source = f"{ref} in {settings.storage}"
+                self.source = f"{ref} in {redact_url(settings.storage)}"
         except BaselineError as exc:
             if settings.compare is None and isinstance(exc, NoSavedRun):
                 # Nothing saved yet, but a minigram_baseline_target fixture may still measure
                 # a baseline side by side: a perf test that gets neither fails (see below).
-                self.missing = str(exc)
+                self.missing = redact_text(str(exc))
                 return
-            raise pytest.UsageError(f"--minigram-compare: {exc}") from None
+            raise pytest.UsageError(f"--minigram-compare: {redact_text(str(exc))}") from None
 
     def why_none(self, record: PerfRecord) -> str | None:
         """Why a gated perf test has nothing to be compared with; None when it has."""

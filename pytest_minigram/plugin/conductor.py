@@ -23,6 +23,7 @@ from pytest_minigram.plugin.options import MAX_ROUNDS, Settings
 from pytest_minigram.plugin.signals import LoadWatch
 from pytest_minigram.plugin.targets import TargetInfo
 from pytest_minigram.record import KINDS, PerfRecord
+from pytest_minigram.redact import redact_url
 from pytest_minigram.server import process_tree_cpu
 
 RECORDS = pytest.StashKey[list[PerfRecord]]()
@@ -119,7 +120,7 @@ class Conductor:
         if kind not in KINDS:
             raise pytest.UsageError(f"minigram_load: bad kind {kind!r}; one of {KINDS}")
         labels = {"test": item.nodeid, "stage": target.variant or "", "journey": j.name,
-                  "target": target.url}
+                  "target": redact_url(target.url)}
         options = {"timeout": spec.timeout, "apdex_t": spec.apdex_t, "labels": labels,
                    "params": {**target.params, **(spec.params or {})}}
         cpu_before = [process_tree_cpu(pid) for pid in target.pids]
@@ -138,7 +139,7 @@ class Conductor:
                     f"#round{index}" if index else "")
                 watched = [target] if side == HEAD else list(baseline)
                 parts[side].append(self._run_round(item, wl, j, url, watched, options, key))
-                used[side].append(url)
+                used[side].append(redact_url(url))
         result = _join(parts[HEAD], used[HEAD])
         result.labels.update(labels)
         result.workload = wl.to_dict()  # the whole load, not one worker's share
@@ -153,7 +154,7 @@ class Conductor:
                             server=server)
         if base_urls:
             base = _join(parts[BASELINE], used[BASELINE])
-            base.labels.update(labels, target=base_urls[0])
+            base.labels.update(labels, target=redact_url(base_urls[0]))
             base.workload = wl.to_dict()
             record.duet_baseline = base
         item.stash.setdefault(RECORDS, []).append(record)

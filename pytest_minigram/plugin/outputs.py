@@ -23,6 +23,7 @@ from pytest_minigram.plugin.options import Settings
 from pytest_minigram.plugin.summary import markdown_table, table
 from pytest_minigram.plugin.verdicts import Verdicts
 from pytest_minigram.record import unique_entries
+from pytest_minigram.redact import redact_text
 from pytest_minigram.storage import new_run, open_storage, save_run
 
 
@@ -77,9 +78,10 @@ def write_outputs(run: dict[str, Any], outputs: Outputs, *,
 
     def attempt(what: str, write: Callable[[], str]) -> None:
         try:
-            done.lines.append(f"{what}: {write()}")
+            done.lines.append(redact_text(f"{what}: {write()}"))
         except Exception as exc:  # noqa: BLE001 - any failure of one output is reported
-            done.failures.append(f"{what} not written: {type(exc).__name__}: {exc}")
+            done.failures.append(
+                redact_text(f"{what} not written: {type(exc).__name__}: {exc}"))
 
     if outputs.results is not None:
         results = outputs.results

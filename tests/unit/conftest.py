@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 PG_ADMIN_URL = os.environ.get("MINIGRAM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_TEST_URL = os.environ.get("MINIGRAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -323,3 +324,25 @@ def app_free_port() -> int:
 def api_factory() -> Callable[[Any], Api]:
     """``api_factory(client) -> Api`` for a client built in the test."""
     return Api
+
+
+PG_ADMIN_URL = os.environ.get("MINIGRAM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database of the machine's server, dropped afterwards."""
+    name = f"minigram_test_{uuid.uuid4().hex[:12]}"
+    admin_url = PG_ADMIN_URL.rstrip("/").replace("postgresql://", "postgresql+psycopg2://", 1)
+    admin = create_engine(f"{admin_url}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield f"{PG_ADMIN_URL.rstrip('/')}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            left = conn.execute(text("SELECT count(*) FROM pg_database WHERE datname = :n"),
+                                {"n": name}).scalar_one()
+        admin.dispose()
+    assert left == 0

@@ -94,3 +94,64 @@ def test_bad_baseline_or_tolerance_is_a_usage_error(target: pytest.Pytester, arg
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     res.stderr.fnmatch_lines([message])
     assert "Traceback" not in res.stderr.str()
+
+
+SECRET_TARGET = """
+import pytest
+
+@pytest.fixture
+def minigram_target(tiny_server):
+    return tiny_server.replace("http://", "http://loaduser:TARGET_PW@") + "/?token=TOKEN_VALUE"
+"""
+
+
+def test_secrets_never_reach_the_outputs(target: pytest.Pytester, pg_url: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A storage password and a target's credentials stay out of the terminal, the step
+    summary, the results file, the report, JUnit and the stored rows."""
+    storage = pg_url.replace("postgresql://postgres@", "postgresql://postgres:DB_PW@")
+    target.makeconftest(TARGET_CONFTEST + SECRET_TARGET)
+    summary = target.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    common = ["-p", "no:cacheprovider", f"--minigram-storage={storage}",
+              "--junitxml=junit.xml", "--minigram-results=run.json",
+              "--minigram-report=report.html", "--minigram-benchmark-json=bench.json"]
+    first = target.runpytest(*common, "--minigram-save=base")
+    first.assert_outcomes(passed=1)
+    second = target.runpytest(*common, "--minigram-compare=base")
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["*against the baseline base in postgresql://postgres:***@*"])
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    with engine.connect() as conn:
+        rows = "".join(conn.execute(text("SELECT data FROM minigram_runs")).scalars())
+    engine.dispose()
+    texts = {"terminal": str(first.stdout) + str(second.stdout) + str(second.stderr),
+             "stored rows": rows}
+    for name in ("summary.md", "run.json", "report.html", "junit.xml", "bench.json"):
+        texts[name] = (target.path / name).read_text()
+    for where, content in texts.items():
+        for secret in ("DB_PW", "TARGET_PW", "TOKEN_VALUE"):
+            assert secret not in content, f"{secret} leaked into {where}"
+    assert "loaduser:***@" in texts["run.json"]
+
+
+def test_a_broken_storage_costs_no_other_output(target: pytest.Pytester,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A storage under a regular file used to end the session in a traceback, without the
+    report, the step summary or the perf summary."""
+    (target.path / "afile").write_text("not a directory")
+    summary = target.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    res = target.runpytest("-p", "no:cacheprovider", "--minigram-storage=afile/runs",
+                           "--minigram-save=x", "--minigram-results=run.json",
+                           "--minigram-report=report.html")
+    res.assert_outcomes(passed=1)
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    out = str(res.stdout) + str(res.stderr)
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    res.stdout.fnmatch_lines(["*minigram perf summary*", "*minigram: wrote HTML report*",
+                              "*minigram: ERROR: saved run not written: *afile*"])
+    assert (target.path / "report.html").is_file() and (target.path / "run.json").is_file()
+    assert "pytest-minigram" in summary.read_text()

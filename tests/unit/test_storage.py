@@ -6,13 +6,11 @@ import copy
 import json
 import math
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from pytest_minigram.storage import (
     RUN_SCHEMA,
@@ -233,24 +231,6 @@ def test_sql_storage_bad_url_is_a_clear_error() -> None:
         SQLStorage("nosuchdb://x")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    name = f"minigram_test_{uuid.uuid4().hex[:12]}"
-    admin_url = PG_ADMIN_URL.rstrip("/").replace("postgresql://", "postgresql+psycopg2://", 1)
-    admin = create_engine(f"{admin_url}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield f"{PG_ADMIN_URL.rstrip('/')}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            left = conn.execute(text("SELECT count(*) FROM pg_database WHERE datname = :n"),
-                                {"n": name}).scalar_one()
-        admin.dispose()
-    assert left == 0
-
-
 def test_postgresql_storage_round_trip(run: dict[str, Any], pg_url: str) -> None:
     st = open_storage(pg_url, machine_id="m1")
     assert isinstance(st, SQLStorage)
@@ -263,3 +243,24 @@ def test_postgresql_storage_round_trip(run: dict[str, Any], pg_url: str) -> None
         st.drop()
     finally:
         st.close()
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    (("result", "total", "count"), -5, "total.count is -5, out of range"),
+    (("result", "total", "errors"), 10**9, "total.errors is 1000000000, out of range"),
+    (("result", "duration"), -1.0, "duration is -1.0, out of range"),
+    (("result", "dropped_iterations"), -3, "dropped_iterations is -3, out of range"),
+])
+def test_values_out_of_range_are_refused(run: dict[str, Any], tmp_path: Path,
+                                         path: tuple[str, ...], value: Any,
+                                         message: str) -> None:
+    """A baseline with negative counts was accepted and shown as throughput -5/s."""
+    broken = copy.deepcopy(run)
+    node = broken["tests"][0]
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    file = tmp_path / "negative.json"
+    file.write_text(json.dumps(broken))
+    with pytest.raises(BaselineError, match=message):
+        load_run(file)
