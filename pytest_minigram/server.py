@@ -174,7 +174,7 @@ def _read_tail(path: Path, lines: int, max_bytes: int = 64 * 1024) -> str:
 
 def _gone(proc: psutil.Process) -> bool:
     try:
-        return proc.status() == psutil.STATUS_ZOMBIE
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return True
 
@@ -425,7 +425,9 @@ class ServerProcess:
     def _descendants(self) -> list[psutil.Process]:
         assert self._proc is not None
         try:
-            return psutil.Process(self._proc.pid).children(recursive=True)
+            children: list[psutil.Process] = psutil.Process(self._proc.pid).children(
+                recursive=True)
+            return children
         except psutil.Error:
             return []
 

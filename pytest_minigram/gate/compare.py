@@ -17,10 +17,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pytest_minigram.gate.stats import floor_of, hierarchical_floor_test, mann_whitney_u
+from pytest_minigram.gate.stats import (
+    detectable_shift,
+    floor_of,
+    floor_shift_test,
+    mann_whitney_u,
+)
 from pytest_minigram.gate.tolerance import DEFAULT_METRICS, Tolerance, _bad_direction, _kind
 from pytest_minigram.gate.windows import GateConfig, _floor_q, _Windows
 from pytest_minigram.load.result import Result
+
+HOW_TO_SEE_MORE = ("make the load longer (10 s or more of steady load), run more rounds "
+                   "(--minigram-rounds), or measure the baseline side by side "
+                   "(--minigram-duet / a minigram_baseline_target fixture)")
 
 
 @dataclass
@@ -45,6 +54,11 @@ class Change:
     rounds_current: int = 1
     tolerance: str | None = None
     note: str = ""
+    # the smallest shift of the floor this comparison would detect at its alpha with 90 %
+    # power, in the tolerance's unit (relative without one); None when it cannot say
+    detectable: float | None = None
+    # a gated metric the gate could not judge, and why (empty when it could)
+    cannot_judge: str = ""
 
 
 
@@ -78,6 +92,8 @@ def _compare_metric(metric: str, base: Result, cur: Result, wb: _Windows, wc: _W
     if min(len(xb), len(xc)) < config.min_samples:
         ch.note = (f"too few steady-state windows to test ({len(xb)} vs {len(xc)}, "
                    f"need {config.min_samples} each)")
+        if tol is not None:
+            ch.cannot_judge = (f"{ch.note}: {HOW_TO_SEE_MORE}")
         return ch
     q = _floor_q(metric, config)
     fb, fc = floor_of(gb, q), floor_of(gc, q)
@@ -86,9 +102,11 @@ def _compare_metric(metric: str, base: Result, cur: Result, wb: _Windows, wc: _W
     ch.window_shift = _shift(metric, tol, fb, fc)
     u, _ = mann_whitney_u(xc, xb)
     ch.consistency = u / (len(xc) * len(xb))
-    ch.p_value = hierarchical_floor_test(gb, gc, q, lambda x, y: _shift(metric, tol, x, y),
-                                         config.resamples, config.seed)
+    ch.p_value, se = floor_shift_test(gb, gc, q, lambda x, y: _shift(metric, tol, x, y),
+                                      config.resamples, config.seed)
     ch.significant = ch.p_value < config.alpha
+    if se is not None:
+        ch.detectable = detectable_shift(se, config.alpha)
     if tol is not None:
         floor_beyond = ch.window_shift is not None and ch.window_shift > tol.amount
         ch.regression = floor_beyond and ch.significant
@@ -96,6 +114,12 @@ def _compare_metric(metric: str, base: Result, cur: Result, wb: _Windows, wc: _W
             ch.note = ("beyond tolerance but not significant" if not ch.significant
                        else "beyond tolerance as a whole, but the floor of the per-second "
                             "windows did not move beyond it")
+        if not ch.regression:
+            if ch.detectable is None:
+                ch.cannot_judge = f"the noise of its windows is unknown: {HOW_TO_SEE_MORE}"
+            elif ch.detectable > tol.amount:
+                ch.cannot_judge = (f"it can see {tol.format_amount(ch.detectable)}, more than "
+                                   f"its tolerance {tol}: {HOW_TO_SEE_MORE}")
     return ch
 
 
@@ -127,6 +151,11 @@ class TestComparison:
     @property
     def regressions(self) -> list[Change]:
         return [c for c in self.changes if c.regression]
+
+    @property
+    def unjudged(self) -> list[Change]:
+        """Gated metrics the gate could not judge (too few windows, or too much noise)."""
+        return [c for c in self.changes if c.cannot_judge]
 
 
 @dataclass

@@ -91,8 +91,17 @@ def hierarchical_floor_test(gb: Sequence[Sequence[float]], gc: Sequence[Sequence
     :func:`floor_of` the result. With one round a side this is exactly the one-level
     bootstrap over windows.
     """
+    return floor_shift_test(gb, gc, q, shift, resamples, seed)[0]
+
+
+def floor_shift_test(gb: Sequence[Sequence[float]], gc: Sequence[Sequence[float]], q: float,
+                     shift: Callable[[float, float], float | None], resamples: int,
+                     seed: int) -> tuple[float, float | None]:
+    """:func:`hierarchical_floor_test`'s p-value and the bootstrap standard error of the
+    shift (None when too few resamples had a defined shift)."""
     rng = random.Random(seed)
     above = below = 0
+    shifts: list[float] = []
 
     def draw(groups: Sequence[Sequence[float]]) -> float:
         chosen = groups if len(groups) == 1 else [
@@ -107,4 +116,15 @@ def hierarchical_floor_test(gb: Sequence[Sequence[float]], gc: Sequence[Sequence
             above += 1
         if moved is None or moved <= 0:
             below += 1
-    return min(1.0, 2 * (min(above, below) + 1) / (resamples + 1))
+        if moved is not None and math.isfinite(moved):
+            shifts.append(moved)
+    p = min(1.0, 2 * (min(above, below) + 1) / (resamples + 1))
+    se = statistics.stdev(shifts) if len(shifts) >= max(10, resamples // 2) else None
+    return p, se
+
+
+def detectable_shift(se: float, alpha: float, power: float = 0.9) -> float:
+    """The smallest true shift a two-sided test at ``alpha`` finds with ``power``, for an
+    estimate with standard error ``se`` (normal approximation: (z_{1-a/2} + z_power) * se)."""
+    z = statistics.NormalDist()
+    return (z.inv_cdf(1 - alpha / 2) + z.inv_cdf(power)) * se

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 
 from pytest_minigram.gate.compare import Change, ComparisonReport, TestComparison
-from pytest_minigram.gate.tolerance import _kind
+from pytest_minigram.gate.tolerance import _kind, parse_tolerance
 from pytest_minigram.metrics import fmt_value
 
 # --- presentation ---
@@ -41,17 +41,33 @@ def _significance(ch: Change) -> str:
 def _status(ch: Change) -> str:
     if ch.regression:
         return f"REGRESSION ({ch.tolerance})"
-    if ch.beyond_tolerance or ch.note.startswith("beyond tolerance"):
+    beyond = ch.beyond_tolerance or ch.note.startswith("beyond tolerance")
+    if ch.cannot_judge:
+        return (f"beyond {ch.tolerance}, not confirmed: CANNOT JUDGE" if beyond
+                else f"CANNOT JUDGE ({ch.tolerance})")
+    if beyond:
         return f"beyond {ch.tolerance}, not confirmed"
     return "ok" if ch.tolerance else ""
 
 
+def can_see(ch: Change) -> str:
+    """The smallest change the comparison would detect (90 % power), in the tolerance's unit."""
+    if ch.detectable is None:
+        return "n/a"
+    if ch.tolerance is not None:
+        return parse_tolerance(ch.tolerance).format_amount(ch.detectable)
+    if _kind(ch.metric) == "error_rate":
+        return f"±{ch.detectable * 100:.2f}pp"
+    return f"±{ch.detectable * 100:.1f}%"
+
+
 def _rows(changes: Sequence[Change]) -> list[list[str]]:
     return [[c.metric, _value(c.metric, c.baseline), _value(c.metric, c.current), _change(c),
-             _floor(c), _significance(c), _status(c)] for c in changes]
+             _floor(c), _significance(c), can_see(c), _status(c)] for c in changes]
 
 
-_HEADER = ["metric", "baseline", "current", "change", "floor", "significant", "gate"]
+_HEADER = ["metric", "baseline", "current", "change", "floor", "significant", "can see",
+           "gate"]
 
 
 def format_table(report: ComparisonReport | Sequence[Change]) -> str:
@@ -68,7 +84,9 @@ def format_table(report: ComparisonReport | Sequence[Change]) -> str:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True))
                          .rstrip())
         lines += [f"  note: {n}" for n in comp.notes]
-        lines += [f"  note: {c.metric}: {c.note}" for c in comp.changes if c.note]
+        lines += [f"  note: {c.metric}: {c.note}" for c in comp.changes
+                  if c.note and not c.cannot_judge]
+        lines += [f"  CANNOT JUDGE {c.metric}: {c.cannot_judge}" for c in comp.unjudged]
     lines += [f"{t} (stage {s}): skipped, {why}" for t, s, why in report.skipped]
     return "\n".join(lines)
 
@@ -81,5 +99,6 @@ def format_markdown(report: ComparisonReport) -> str:
                   "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
         lines += ["| " + " | ".join(r) + " |" for r in _rows(comp.changes)]
         lines += [f"- {n}" for n in comp.notes]
+        lines += [f"- **cannot judge {c.metric}:** {c.cannot_judge}" for c in comp.unjudged]
     lines += [f"- `{t}` (stage {s}): skipped, {why}" for t, s, why in report.skipped]
     return "\n".join(lines).lstrip("\n") + "\n"

@@ -58,6 +58,15 @@ class Tolerance:
         moved = self.shift(baseline, current)
         return moved is not None and moved > self.amount
 
+    def format_amount(self, amount: float) -> str:
+        """An amount in this tolerance's unit, signed in its bad direction: ``+7.2%``."""
+        sign = "+" if self.direction > 0 else "-"
+        if self.relative:
+            return f"{sign}{amount * 100:.1f}%"
+        if _kind(self.metric) == "error_rate":
+            return f"{sign}{amount * 100:.2f}pp"
+        return f"{sign}{amount * 1000:.1f}ms"
+
     def __str__(self) -> str:
         return self.text
 

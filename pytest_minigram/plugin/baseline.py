@@ -25,6 +25,7 @@ class Baseline:
     """Loaded once at configure time; a broken baseline is a usage error before any test runs."""
 
     def __init__(self, settings: Settings) -> None:
+        self.warn_only = settings.compare_warn
         self.tolerances: list[Tolerance] = []
         self.run: dict[str, Any] | None = None
         self.source = ""
@@ -74,25 +75,26 @@ class Baseline:
             return f"{DUET_SOURCE} at {record.duet_baseline.labels.get('target', '?')}"
         return self.source
 
-    def judge(self, record: PerfRecord) -> list[str]:
-        """Set the record's comparison; return the regressions that fail the test."""
+    def judge(self, record: PerfRecord) -> tuple[list[str], list[str]]:
+        """Set the record's comparison; return its regressions and what it cannot judge."""
         (entry,) = unique_entries([record])
         if record.duet_baseline is not None:
             baseline = duet_baseline_run([entry])
         elif self.run is not None:
             baseline = self.run
         else:
-            return []
+            return [], []
         report = compare_runs(baseline, new_run({}, [entry]), self.tolerances,
                               baseline_source=self.source_of(record))
         comp = report.find(entry["test"], entry["stage"])
         if comp is None:
-            return []
+            return [], []
         record.comparison = report.to_dict()["tests"][0]["changes"]
+        unjudged = [f"{c.metric} ({c.tolerance}): {c.cannot_judge}" for c in comp.unjudged]
         return [f"{c.metric}: {c.baseline:.6g} -> {c.current:.6g} "
                 f"({'n/a' if c.change is None else f'{c.change:+.1%}'}; floor of the "
                 f"per-second windows {_pct(c.floor_change)}, p={c.p_value:.3g}), "
-                f"beyond {c.tolerance}" for c in comp.regressions]
+                f"beyond {c.tolerance}" for c in comp.regressions], unjudged
 
     def compare_session(self, run: dict[str, Any]) -> ComparisonReport | None:
         """The whole session against its baseline, for the terminal table and the report."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from types import EllipsisType
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol
 
 import pytest
 
@@ -285,7 +285,7 @@ def minigram_breaking_point(request: pytest.FixtureRequest, minigram_target: str
             raise pytest.UsageError(f"minigram_breaking_point: bad threshold: {exc}") from None
         if not thresholds:
             raise pytest.UsageError("minigram_breaking_point: slo=[...] must not be empty")
-        metric = cast(Literal["users", "rate"], "users" if users is not None else "rate")
+        metric: Literal["users", "rate"] = "users" if users is not None else "rate"
         # --minigram-users / the rate factor scale the declared range; each probe then runs
         # exactly the load the search asked for.
         factor = settings.users_factor if metric == "users" else settings.rate_factor

@@ -64,6 +64,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--minigram-compare-fail", "minigram_compare_fail",
            "Fail a perf test whose change is significant and beyond EXPR, e.g. p95:+10%,"
            "throughput:-10%", metavar="EXPR"),
+    Option("--minigram-compare-warn", "minigram_compare_warn",
+           "Report a gated metric that the comparison cannot judge (too few per-second "
+           "windows, or more noise than its tolerance) as a warning instead of failing",
+           flag=True, default=False),
     Option("--minigram-results", "minigram_results",
            "Write this run's results file (versioned JSON, docs/results-file.md) to PATH",
            metavar="PATH"),
@@ -164,6 +168,7 @@ class Settings:
     autosave: bool = False
     compare: str | None = None
     compare_fail: str | None = None
+    compare_warn: bool = False
     benchmark_json: Path | None = None
     results: Path | None = None
 
@@ -205,6 +210,7 @@ def resolve(config: pytest.Config) -> Settings:
         autosave=bool(raw["--minigram-autosave"]),
         compare=raw["--minigram-compare"] or None,
         compare_fail=raw["--minigram-compare-fail"] or None,
+        compare_warn=bool(raw["--minigram-compare-warn"]),
         benchmark_json=Path(bench) if bench else None,
         results=Path(raw["--minigram-results"]) if raw["--minigram-results"] else None,
     )

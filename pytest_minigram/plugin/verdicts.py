@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pytest_minigram.gate import parse_tolerance
 from pytest_minigram.plugin import xdist
 from pytest_minigram.plugin.baseline import Baseline
 from pytest_minigram.plugin.conductor import RECORDS, ROLE
@@ -44,16 +45,26 @@ class Verdicts:
 
     def _judge(self, item: pytest.Item, rep: pytest.TestReport,
                records: list[PerfRecord]) -> None:
-        regressions = [line for record in records for line in self.baseline.judge(record)]
+        regressions: list[str] = []
+        unjudged: list[str] = []
+        for record in records:
+            found, blind = self.baseline.judge(record)
+            regressions += found
+            unjudged += blind
         unbased = next(filter(None, map(self.baseline.why_none, records)), None)
+        source = self.baseline.source_of(records[0]) if records else ""
         if unbased and rep.passed:
             rep.outcome = "failed"
             rep.longrepr = f"--minigram-compare-fail: no baseline to gate on: {unbased}"
         elif regressions and rep.passed:
             rep.outcome = "failed"
-            source = self.baseline.source_of(records[0])
             rep.longrepr = (f"performance regression against the baseline ({source}):\n  "
                             + "\n  ".join(regressions))
+        elif unjudged and rep.passed and not self.baseline.warn_only:
+            rep.outcome = "failed"
+            rep.longrepr = (f"the regression gate cannot judge this test against the baseline "
+                            f"({source}):\n  " + "\n  ".join(unjudged)
+                            + "\n(--minigram-compare-warn reports this as a warning instead)")
         for record in records:
             record.verdict = rep.outcome
         if records:  # junitxml writes the properties from the teardown report
@@ -64,6 +75,15 @@ class Verdicts:
             props.append(("minigram_stage", last.stage))
             props.append(("minigram_users", last.result.workload.get("users")))
             props.append(("minigram_verdict", rep.outcome))
+            for change in last.comparison:
+                if change.get("tolerance"):
+                    name = f"minigram_gate_{change['metric']}"
+                    props.append((f"{name}_tolerance", change["tolerance"]))
+                    seen = change.get("detectable")
+                    props.append((f"{name}_detectable", "n/a" if seen is None else
+                                  parse_tolerance(change["tolerance"]).format_amount(seen)))
+                    props.append((f"{name}_status", "regression" if change.get("regression")
+                                  else "cannot judge" if change.get("cannot_judge") else "ok"))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         info = getattr(report, xdist.REPORT_ATTR, None)

@@ -367,6 +367,19 @@ def _flatten_comparison(comparison: Any) -> tuple[list[Mapping[str, Any]], list[
     return list(comparison), []
 
 
+def _gate_cells(r: Mapping[str, Any]) -> dict[str, str]:
+    """What the gate could see and what it said, for a gated metric."""
+    tolerance, seen = r.get("tolerance"), r.get("detectable")
+    if not tolerance:
+        return {"can_see": "", "gate": ""}
+    from pytest_minigram.gate.tolerance import parse_tolerance
+
+    can_see = "n/a" if seen is None else parse_tolerance(str(tolerance)).format_amount(seen)
+    gate = ("regression" if r.get("regression") else
+            "cannot judge" if r.get("cannot_judge") else "ok")
+    return {"can_see": f"can see {can_see}; tolerance {tolerance}", "gate": gate}
+
+
 def _comparison(rows: Sequence[Mapping[str, Any]] | None) -> list[Json] | None:
     if rows is None:
         return None
@@ -389,7 +402,8 @@ def _comparison(rows: Sequence[Mapping[str, Any]] | None) -> list[Json] | None:
         out.append({"test": test, "name": name,
                     "stage": r.get("stage"), "metric": metric,
                     "baseline": fmt.value(base, unit), "current": fmt.value(cur, unit),
-                    "change": fmt.change(change), "change_value": change, "status": status})
+                    "change": fmt.change(change), "change_value": change, "status": status,
+                    **_gate_cells(r)})
     order = {"regression": 0, "improvement": 1, "noise": 2}
     return sorted(out, key=lambda r: (order[r["status"]], -abs(r["change_value"] or 0)))
 

@@ -372,13 +372,13 @@ def test_table_and_markdown() -> None:
     lines = table.splitlines()
     assert lines[0] == f"{FEED} (stage 2)"
     assert lines[1].split() == ["metric", "baseline", "current", "change", "floor",
-                                "significant", "gate"]
+                                "significant", "can", "see", "gate"]
     p95 = next(line for line in lines[2:7] if line.split()[0] == "p95")
     assert "ms" in p95 and "+2" in p95 and "yes (p=" in p95 and "REGRESSION (p95:+10%)" in p95
     assert "error_rate  0.00%" in table and "+0.00pp" in table and "192.0/s" in table
     md = format_markdown(report)
     assert f"#### `{FEED}` (stage 2)" in md
-    assert "| metric | baseline | current | change | floor | significant | gate |" in md
+    assert "| metric | baseline | current | change | floor | significant | can see | gate |" in md
     assert "REGRESSION (p95:+10%)" in md
     assert format_table(compare_results(feed("baseline"), feed("unchanged"))).splitlines()[0] \
         .split()[0] == "metric"

@@ -19,8 +19,8 @@ def test_your_app_example(pytester: pytest.Pytester) -> None:
     first = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stage=1,2",
                                           "--minigram-save=base", timeout=120)
     first.assert_outcomes(passed=2)  # another service: no stage parametrization
-    first.stdout.fnmatch_lines(["*test_site_holds_10_users*10 users 3s*PASSED*",
-                                "*test_site_at_20_arrivals_per_second*20/s 3s*PASSED*"])
+    first.stdout.fnmatch_lines(["*test_site_holds_10_users*10 users 12s*PASSED*",
+                                "*test_site_at_20_arrivals_per_second*20/s 12s*PASSED*"])
     second = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--minigram-compare=base",
         "--minigram-compare-fail=p95:+200%", "--minigram-report=report.html",

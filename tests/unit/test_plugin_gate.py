@@ -1,0 +1,69 @@
+"""The gate says what it can see: a gated metric it cannot judge fails the test, and the
+smallest change it would detect is reported beside the tolerance."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.unit.plugin_helpers import TARGET_CONFTEST
+
+PERF = """
+import os
+import pytest
+
+@pytest.mark.perf
+def test_ping(minigram_load):
+    minigram_load("ping", users=2, duration=float(os.environ["PING_SECONDS"]))
+"""
+
+
+@pytest.fixture
+def target(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(TARGET_CONFTEST)
+    pytester.makepyfile(test_perf=PERF)
+    return pytester
+
+
+def test_a_3s_test_cannot_be_judged_and_says_why(target: pytest.Pytester,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PING_SECONDS", "3")
+    target.runpytest("-p", "no:cacheprovider", "--minigram-save=base").assert_outcomes(
+        passed=1)
+    res = target.runpytest("-p", "no:cacheprovider", "--minigram-compare=base",
+                           "--minigram-compare-fail=p95:+10%", "--junitxml=junit.xml")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines([
+        "*the regression gate cannot judge this test against the baseline*",
+        "*p95 (p95:+10%): too few steady-state windows to test*make the load longer*",
+        "*CANNOT JUDGE (p95:+10%)*"])
+    props = {p.get("name"): p.get("value") for p in ET.parse(target.path / "junit.xml").iter(
+        "property")}
+    assert props["minigram_gate_p95_status"] == "cannot judge"
+    # asked for warnings only, the same comparison passes and still says it cannot judge
+    res = target.runpytest("-p", "no:cacheprovider", "--minigram-compare=base",
+                           "--minigram-compare-fail=p95:+10%", "--minigram-compare-warn")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*CANNOT JUDGE (p95:+10%)*"])
+
+
+def test_the_detectable_change_is_reported_beside_the_tolerance(
+        target: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PING_SECONDS", "12")
+    target.runpytest("-p", "no:cacheprovider", "--minigram-save=base").assert_outcomes(
+        passed=1)
+    res = target.runpytest("-p", "no:cacheprovider", "--minigram-compare=base",
+                           "--minigram-compare-fail=throughput:-90%,p50:+1000%",
+                           "--junitxml=junit.xml")
+    res.assert_outcomes(passed=1)
+    props = {p.get("name"): p.get("value") for p in ET.parse(target.path / "junit.xml").iter(
+        "property")}
+    assert props["minigram_gate_p50_tolerance"] == "p50:+1000%"
+    assert props["minigram_gate_p50_detectable"].startswith("+")
+    assert props["minigram_gate_p50_detectable"].endswith("%")
+    assert props["minigram_gate_throughput_detectable"].startswith("-")
+    assert props["minigram_gate_p50_status"] == "ok"
+    seen = float(props["minigram_gate_p50_detectable"].strip("+%"))
+    assert 0 < seen < 1000
+    res.stdout.fnmatch_lines(["*metric*can see*gate*", f"*p50*+{seen:.1f}%*ok*"])
