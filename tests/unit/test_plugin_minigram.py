@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 
 import psutil
@@ -39,8 +38,6 @@ def _cmdline(p: psutil.Process) -> list[str]:
         return []
 
 
-@pytest.mark.skipif(not os.environ.get("MINIGRAM_PG_URL") and not os.environ.get("CI"),
-                    reason="runs stage 2; set MINIGRAM_PG_URL/MINIGRAM_REDIS_URL (CI does)")
 def test_all_stages_with_two_workers(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_minigram=TESTS)
     before = _minigram_children()  # e.g. this session's own perf servers
@@ -50,7 +47,7 @@ def test_all_stages_with_two_workers(pytester: pytest.Pytester) -> None:
         "--minigram-seed-users=20", "--minigram-seed-photos=40", f"--junitxml={xml}",
         timeout=300)
     res.assert_outcomes(passed=6)
-    res.stdout.fnmatch_lines(["minigram: stages 1, 1.5, 2;*",
+    res.stdout.fnmatch_lines(["minigram: stages 1, 1.5, 2",
                               "*minigram perf summary*",
                               "test_realistic_holds?stage1?*1*4 users 3s*PASSED*",
                               "test_realistic_holds?stage1.5?*1.5*4 users 3s*PASSED*",
@@ -69,7 +66,7 @@ def test_all_stages_with_two_workers(pytester: pytest.Pytester) -> None:
 ROUNDS_TESTS = """
 import pytest
 
-@pytest.mark.perf(journey="feed", users=1, duration="4s", ramp_up="1s")
+@pytest.mark.perf(journey="feed", users=1, duration="6s", ramp_up="1s")
 def test_feed():
     pass
 
