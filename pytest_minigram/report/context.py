@@ -141,7 +141,12 @@ def environment(run: Mapping[str, Any]) -> Json:
 
 
 def _primary_group(entries: Sequence[Entry], stages: Sequence[str]) -> str | None:
-    """The test whose stages are compared in the overview: widest stage coverage first."""
+    """The test whose stages the overview compares: the one that tells the story.
+
+    In order: it ran on the most stages; it plays the realistic journey (a whole visit, not
+    one operation); it is a load test (then stress); it ran the highest load (users, else
+    arrivals per second); it made the most requests.
+    """
     groups: dict[str, list[Entry]] = {}
     for e in entries:
         if e.kind != "breaking":
@@ -149,16 +154,19 @@ def _primary_group(entries: Sequence[Entry], stages: Sequence[str]) -> str | Non
     if not groups:
         return None
 
-    def score(item: tuple[str, list[Entry]]) -> tuple[int, int, int, int, str]:
+    def load(e: Entry) -> float:
+        value = _dig(e.result, "workload.users") or _dig(e.result, "workload.rate") or 0
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    def score(item: tuple[str, list[Entry]]) -> tuple[int, int, int, float, int, str]:
         name, members = item
         kinds = {e.kind for e in members}
         pref = min((KIND_PREFERENCE.index(k) for k in kinds if k in KIND_PREFERENCE),
                    default=len(KIND_PREFERENCE))
-        # closed-model runs compare stages at equal users, which the overview's
-        # "max users" row is about
-        closed = all(_dig(e.result, "workload.model") == "closed" for e in members)
+        realistic = all(_dig(e.result, "labels.journey") == "realistic" for e in members)
         requests = sum(series.count(e.total) for e in members)
-        return (-len({e.stage for e in members}), pref, 0 if closed else 1, -requests, name)
+        return (-len({e.stage for e in members}), 0 if realistic else 1, pref,
+                -min(load(e) for e in members), -requests, name)
 
     return min(groups.items(), key=score)[0]
 

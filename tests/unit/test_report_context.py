@@ -208,3 +208,20 @@ def test_rate_breaking_points_are_shown() -> None:
     assert fmt.breaking({"rate": 4.76, "low": 4.76, "high": 5.66}) == "4.76/s (4.76–5.66)"
     assert fmt.breaking({"users": 5, "low": 5, "high": 6}) == "5 users (5–6)"
     assert fmt.breaking({"metric": "rate"}) is None
+
+
+def test_the_overview_leads_with_the_realistic_journey_not_one_operation(
+        golden: dict[str, Any]) -> None:
+    """The main job's report led with a one-user 'follow' operation test: a test of the
+    realistic journey on as many stages is the one that tells the story."""
+    run = copy.deepcopy(golden["run"])
+    realistic = next(t for t in run["tests"] if "test_realistic" in t["test"]
+                     and t["stage"] == "1")
+    operation = copy.deepcopy(realistic)
+    operation["test"] = "tests/perf/test_operations.py::test_operation_alone[follow]"
+    operation["result"]["labels"]["journey"] = "follow"
+    operation["result"]["workload"]["users"] = 1
+    operation["result"]["total"]["count"] *= 10  # more requests: the old tie-break
+    stage1 = {**run, "tests": [operation, realistic]}
+    assert build_context([stage1])["overview"]["group"] == (
+        "tests/perf/test_realistic.py::test_realistic")
