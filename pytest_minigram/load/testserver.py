@@ -9,6 +9,7 @@ query parameters change that:
 - ``status=503``: answer with that status
 - ``timing=1``: add ``Server-Timing: db;dur=1.5, app;dur=2.5``
 - ``close=1``: answer with ``Connection: close`` and close
+- ``body=text``: answer that text (percent-decoded, sent as latin-1) instead
 - ``/reset``: reset the connection (RST) instead of answering
 - ``/garbage``: answer bytes that are not HTTP
 - ``/freeze?ms=1000``: block the whole server for that long (like a GC pause or a stall)
@@ -106,6 +107,8 @@ class _Conn(asyncio.Protocol):
                             for k, v in headers},
                 "body": body.decode("latin-1"), "connection": self.number,
             }).encode()
+        elif "body" in query:
+            payload = query["body"].encode("latin-1", "replace")
         else:
             payload = b'{"ok":true}'
         extra = b""
