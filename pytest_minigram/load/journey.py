@@ -32,6 +32,7 @@ __all__ = ["Journey", "JourneyLike", "RequestFailed", "Step", "ThinkTime", "Virt
 ThinkTime = float | tuple[float, float] | None
 Step = Callable[["VirtualUser"], Awaitable[None]]
 F = TypeVar("F", bound=Callable[..., Awaitable[None]])
+S = TypeVar("S", bound=Step)  # Mapping keys are invariant: {fn: 3} is a dict of fn's own type
 _WEIGHT = "_minigram_task_weight"
 
 
@@ -112,7 +113,7 @@ class Journey:
         description: str | None = None,
         *,
         on_stop: Step | None = None,
-        tasks: Mapping[Step, float] | Iterable[tuple[Step, float]] | None = None,
+        tasks: Mapping[S, float] | Iterable[tuple[S, float]] | None = None,
     ) -> None:
         cls = type(self)
         subclass = cls is not Journey
