@@ -69,4 +69,5 @@ def test_builtin_journey_sends_no_invalid_request(minigram: tuple[str, str], nam
     assert set(result.errors) <= tolerated, (stage, name, result.errors)
     if "status:503" in result.errors:
         assert "database_locked" in result.errors["status:503"]["example"]
-    assert result.iterations > 0
+    else:  # (a 503 ends its iteration: on stage 1 a second may complete none)
+        assert result.iterations > 0
