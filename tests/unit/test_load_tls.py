@@ -20,7 +20,7 @@ from pytest_minigram.load import (
 )
 from pytest_minigram.load.testserver import ServerProcess
 
-HANDSHAKE_DELAY = 0.3  # seconds the server stalls in every handshake
+HANDSHAKE_DELAY = 0.5  # seconds the server stalls in every handshake
 
 
 @pytest.fixture(scope="module")
