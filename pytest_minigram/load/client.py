@@ -309,7 +309,8 @@ class Connection:
             async with asyncio.timeout(self.timeout):
                 sock = await self._tcp()
                 connected = perf_counter()
-                phase = "TLS handshake"
+                if target.ssl is not None:
+                    phase = "TLS handshake"
                 try:
                     if target.ssl is None:
                         await self._loop.create_connection(lambda: proto, sock=sock)
