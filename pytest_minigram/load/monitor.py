@@ -47,7 +47,7 @@ class CpuMonitor:
 
     def _cpu(self) -> float:
         t = self._proc.cpu_times()
-        return t.user + t.system
+        return float(t.user + t.system)
 
     def sample(self) -> float:
         """CPU use since the previous sample, as a fraction of one core."""

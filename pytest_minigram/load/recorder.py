@@ -32,7 +32,7 @@ del _PROTO
 def bucket_index(value: int) -> int:
     """Index into ``HdrHistogram.counts`` for a value (same as hdrh's ``_counts_index_for``)."""
     bucket = (value | _MASK).bit_length() - _SHIFT_BASE
-    return ((bucket + 1) << _HALF_MAG) + (value >> (bucket + _UNIT)) - _HALF
+    return int(((bucket + 1) << _HALF_MAG) + (value >> (bucket + _UNIT)) - _HALF)
 
 
 def _bump(hist: HdrHistogram, idx: int, value: int) -> None:

@@ -3,21 +3,22 @@ such as Minigram's) plus whatever a conftest registers."""
 
 from __future__ import annotations
 
+import importlib
 from importlib import metadata
 
-from pytest_minigram.load.journey import Journey
+from pytest_minigram.load.journey import Journey, as_journey
 
-__all__ = ["available_journeys", "get_journey", "register_journey"]
+__all__ = ["available_journeys", "get_journey", "register_journey", "resolve_journey"]
 
 _REGISTRY: dict[str, Journey] = {}
 
 
-def register_journey(journey: Journey) -> Journey:
-    """Make ``journey`` available by name; a later registration of the same name wins."""
-    if not isinstance(journey, Journey):
-        raise TypeError(f"register_journey() needs a Journey, got {type(journey).__name__}")
-    _REGISTRY[journey.name] = journey
-    return journey
+def register_journey(journey: object) -> Journey:
+    """Make ``journey`` (anything ``as_journey`` accepts) available by name; a later
+    registration of the same name wins."""
+    j = as_journey(journey)
+    _REGISTRY[j.name] = j
+    return j
 
 
 def get_journey(name: str) -> Journey:
@@ -28,6 +29,36 @@ def get_journey(name: str) -> Journey:
         raise KeyError(
             f"unknown journey {name!r}; available: {', '.join(available_journeys())}"
         ) from None
+
+
+def resolve_journey(spec: object) -> Journey:
+    """A registered name, an import path ``package.module:attr`` (a Journey, a Journey
+    subclass or an async function), or a journey object itself.
+
+    A bad name raises KeyError; a bad import path ValueError; an attribute that is not a
+    journey TypeError; each message names what was asked for.
+    """
+    if not isinstance(spec, str):
+        return as_journey(spec)
+    if ":" not in spec:
+        return get_journey(spec)
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"invalid journey path {spec!r}; use package.module:attribute")
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"journey {spec!r}: cannot import {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"journey {spec!r}: {module_name!r} has no attribute "
+                             f"{attr!r}") from None
+    try:
+        return as_journey(obj)
+    except TypeError as exc:
+        raise TypeError(f"journey {spec!r}: {exc}") from None
 
 
 def available_journeys() -> list[str]:

@@ -21,6 +21,7 @@ __all__ = [
     "VERSION",
     "ActionStats",
     "Result",
+    "Timing",
     "concat",
     "format_apdex",
     "merge",
@@ -62,14 +63,63 @@ def format_apdex(score: float | None, t: float) -> str:
     return f"{value} [{t:g}s]"
 
 
+class Timing:
+    """Durations of one kind of connection set-up (TCP connect, TLS handshake) in a run."""
+
+    def __init__(self) -> None:
+        self.histogram = new_histogram()
+        self.count = 0
+        self.total = 0.0  # seconds, exact (the histogram rounds)
+
+    def record(self, seconds: float) -> None:
+        us = min(max(1, int(seconds * 1e6)), HIGHEST_US)
+        self.histogram.record_value(us)
+        self.count += 1
+        self.total += seconds
+
+    def percentile(self, q: float) -> float:
+        return self.histogram.get_value_at_percentile(q) / 1e6 if self.count else math.nan
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"count": self.count, "total": self.total,
+                               "histogram": _encode(self.histogram)}
+        if self.count:
+            out.update(mean=self.mean, p50=self.percentile(50), p95=self.percentile(95),
+                       p99=self.percentile(99), max=self.histogram.get_max_value() / 1e6)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Timing:
+        timing = cls()
+        if d:
+            timing.histogram = _decode(d.get("histogram")) or new_histogram()
+            timing.count = int(d.get("count", 0))
+            timing.total = float(d.get("total", 0.0))
+        return timing
+
+    def add(self, other: Timing) -> None:
+        _add(self.histogram, other.histogram)
+        self.count += other.count
+        self.total += other.total
+
+
 class ActionStats:
-    """Counts and latency histograms for one action (or for all requests)."""
+    """Counts and latency histograms for one action (or for all requests).
+
+    ``expected`` counts, by status, the answers outside 2xx/3xx that the journey declared
+    expected (``expect=``): they are in ``count`` and the histograms but not in ``errors``.
+    """
 
     def __init__(self, open_model: bool = False) -> None:
         self.histogram = new_histogram()
         self.uncorrected: HdrHistogram | None = new_histogram() if open_model else None
         self.count = 0
         self.errors = 0
+        self.expected: dict[int, int] = {}
         # satisfied, tolerating, frustrated
         self.apdex_counts = [0, 0, 0]
         self.duration = 0.0
@@ -81,10 +131,10 @@ class ActionStats:
             return math.nan
         hist = self.uncorrected if uncorrected and self.uncorrected is not None else self.histogram
         if hist is not self.histogram:
-            return hist.get_value_at_percentile(q) / 1e6
+            return float(hist.get_value_at_percentile(q)) / 1e6
         value = self._cache.get(q)
         if value is None:
-            value = self._cache[q] = hist.get_value_at_percentile(q) / 1e6
+            value = self._cache[q] = float(hist.get_value_at_percentile(q)) / 1e6
         return value
 
     def _fill_cache(self) -> None:
@@ -95,6 +145,9 @@ class ActionStats:
 
     def invalidate(self) -> None:
         self._cache.clear()
+
+    def count_expected(self, status: int) -> None:
+        self.expected[status] = self.expected.get(status, 0) + 1
 
     p50 = property(lambda self: self.percentile(50.0))
     p90 = property(lambda self: self.percentile(90.0))
@@ -140,6 +193,7 @@ class ActionStats:
                 self.uncorrected
             ),
             "apdex": {"satisfied": s, "tolerating": t, "frustrated": f},
+            "expected": {str(k): v for k, v in sorted(self.expected.items())},
         }
         if self.count:
             out.update(
@@ -157,6 +211,7 @@ class ActionStats:
         stats.uncorrected = _decode(d.get("uncorrected_histogram"))
         stats.count = int(d["count"])
         stats.errors = int(d["errors"])
+        stats.expected = {int(k): int(v) for k, v in (d.get("expected") or {}).items()}
         a = d["apdex"]
         stats.apdex_counts = [int(a["satisfied"]), int(a["tolerating"]), int(a["frustrated"])]
         stats.duration = duration
@@ -170,6 +225,8 @@ class ActionStats:
             _add(self.uncorrected, other.uncorrected)
         self.count += other.count
         self.errors += other.errors
+        for status, n in other.expected.items():
+            self.expected[status] = self.expected.get(status, 0) + n
         self.apdex_counts = [a + b for a, b in zip(self.apdex_counts, other.apdex_counts,
                                                      strict=True)]
         self._cache.clear()
@@ -200,6 +257,9 @@ class Result:
     interrupted: bool = False
     # sequential rounds (see concat): index, offset and duration in seconds, target
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    # connection set-up, not part of any request's latency
+    connect: Timing = field(default_factory=Timing)
+    tls: Timing = field(default_factory=Timing)
 
     # --- the figures of all requests ---
     count = property(lambda self: self.total.count)
@@ -287,6 +347,7 @@ class Result:
                               for a, comps in self.server_timing.items()},
             "generator": dict(self.generator),
             "rounds": [dict(r) for r in self.rounds],
+            "connections": {"connect": self.connect.to_dict(), "tls": self.tls.to_dict()},
         }
 
     @classmethod
@@ -314,6 +375,8 @@ class Result:
             generator=dict(d.get("generator") or {}),
             interrupted=bool(d.get("interrupted", False)),
             rounds=[dict(r) for r in d.get("rounds") or []],
+            connect=Timing.from_dict((d.get("connections") or {}).get("connect")),
+            tls=Timing.from_dict((d.get("connections") or {}).get("tls")),
         )
 
 
@@ -338,6 +401,8 @@ def merge(results: Iterable[Result]) -> Result:
         out.iterations += r.iterations
         out.dropped_iterations += r.dropped_iterations
         out.total.add(r.total)
+        out.connect.add(r.connect)
+        out.tls.add(r.tls)
         for name, stats in r.actions.items():
             out.actions.setdefault(name, ActionStats()).add(stats)
         for kind, info in r.errors.items():

@@ -1,12 +1,15 @@
 """A tiny HTTP/1.1 server with known behaviour, to check the engine's own accuracy.
 
 Run ``python -m pytest_minigram.load.testserver [--port N]``; it prints ``PORT <n>`` when ready.
-Every path answers ``{"ok": true}``; query parameters change that:
+With ``--certfile`` and ``--keyfile`` it speaks TLS (``--handshake-delay-ms`` stalls every
+handshake, to tell handshake time from request time). Every path answers ``{"ok": true}``;
+query parameters change that:
 
 - ``delay_ms=20``: answer after 20 ms (asyncio sleep, other connections keep going)
 - ``status=503``: answer with that status
 - ``timing=1``: add ``Server-Timing: db;dur=1.5, app;dur=2.5``
 - ``close=1``: answer with ``Connection: close`` and close
+- ``body=text``: answer that text (percent-decoded, sent as latin-1) instead
 - ``/reset``: reset the connection (RST) instead of answering
 - ``/garbage``: answer bytes that are not HTTP
 - ``/freeze?ms=1000``: block the whole server for that long (like a GC pause or a stall)
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import json
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -103,6 +107,8 @@ class _Conn(asyncio.Protocol):
                             for k, v in headers},
                 "body": body.decode("latin-1"), "connection": self.number,
             }).encode()
+        elif "body" in query:
+            payload = query["body"].encode("latin-1", "replace")
         else:
             payload = b'{"ok":true}'
         extra = b""
@@ -121,9 +127,22 @@ class _Conn(asyncio.Protocol):
             transport.close()
 
 
-async def serve(host: str, port: int) -> None:
+def server_tls_context(certfile: str, keyfile: str | None = None,
+                       handshake_delay: float = 0.0) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certfile, keyfile)
+    if handshake_delay > 0:
+        # called during every handshake (also without SNI); blocking on purpose
+        def stall(*_: object) -> None:
+            time.sleep(handshake_delay)
+
+        ctx.sni_callback = stall
+    return ctx
+
+
+async def serve(host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Conn, host, port, backlog=4096)
+    server = await loop.create_server(_Conn, host, port, backlog=4096, ssl=tls)
     bound = server.sockets[0].getsockname()[1]
     print(f"PORT {bound}", flush=True)
     async with server:
@@ -134,29 +153,45 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Test HTTP server with known behaviour")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--certfile", help="PEM certificate chain: serve TLS")
+    parser.add_argument("--keyfile", help="PEM private key (if not in --certfile)")
+    parser.add_argument("--handshake-delay-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
+    tls = None if args.certfile is None else server_tls_context(
+        args.certfile, args.keyfile, args.handshake_delay_ms / 1000)
     try:
         import uvloop
 
-        uvloop.run(serve(args.host, args.port))
+        uvloop.run(serve(args.host, args.port, tls))
     except ImportError:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, tls))
     except KeyboardInterrupt:
         pass
     return 0
 
 
 class ServerProcess:
-    """Start the test server in a subprocess; ``url`` once started; always stopped on exit."""
+    """Start the test server in a subprocess; ``url`` once started; always stopped on exit.
 
-    def __init__(self) -> None:
+    With ``certfile`` (and ``keyfile``) it serves ``https://``.
+    """
+
+    def __init__(self, certfile: str | None = None, keyfile: str | None = None,
+                 handshake_delay_ms: float = 0.0) -> None:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.pid = 0
+        self.args = ["--port", "0"]
+        if certfile is not None:
+            self.args += ["--certfile", certfile]
+            if keyfile is not None:
+                self.args += ["--keyfile", keyfile]
+            self.args += ["--handshake-delay-ms", str(handshake_delay_ms)]
+        self.scheme = "http" if certfile is None else "https"
 
     def __enter__(self) -> ServerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_minigram.load.testserver", "--port", "0"],
+            [sys.executable, "-m", "pytest_minigram.load.testserver", *self.args],
             stdout=subprocess.PIPE, text=True,
         )
         self.pid = self.proc.pid
@@ -165,7 +200,7 @@ class ServerProcess:
         if not line.startswith("PORT "):
             self.stop()
             raise RuntimeError(f"test server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        self.url = f"{self.scheme}://127.0.0.1:{int(line.split()[1])}"
         return self
 
     def stop(self) -> None:

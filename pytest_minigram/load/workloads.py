@@ -47,7 +47,8 @@ class Engine(Protocol):
 
 @runtime_checkable
 class Workload(Protocol):
-    model: str
+    @property
+    def model(self) -> str: ...
 
     def split(self, n: int) -> list[Any]: ...
 

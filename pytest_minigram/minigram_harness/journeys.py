@@ -5,6 +5,11 @@ password ``seedpass123``; ``seed_user_0`` .. ``seed_user_4`` are the popular acc
 Action names: register, login, logout, feed, like, unlike, follow, unfollow, upload, photo,
 profile.
 
+No journey sends a request that its own logic makes invalid (a follow of its own account, a
+username it registered before, a login as a user whose registration failed): a 4xx in a
+report is the app's. Likes and follows are
+idempotent in Minigram (a second like answers 200), so no request declares ``expect=``.
+
 Write logging: with ``params["write_log"]`` set (a file path, or a list), every write the
 journeys make (register, upload, like, unlike, follow, unfollow) is logged with its outcome:
 one JSON line appended per request, which ``minigram check`` compares with the database.
@@ -12,6 +17,7 @@ one JSON line appended per request, which ``minigram check`` compares with the d
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import struct
@@ -27,8 +33,10 @@ __all__ = ["JOURNEYS", "SEED_PASSWORD", "png_bytes"]
 SEED_PASSWORD = "seedpass123"
 NEW_USER_PASSWORD = "loadpass123"
 POPULAR = 5
-# unique per generator process, so fresh usernames never collide across processes or runs
+# unique per generator process, and a serial within it, so fresh usernames never collide
+# across processes, runs, or users
 _RUN_TAG = os.urandom(4).hex()
+_SERIAL = itertools.count()
 
 
 def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -117,10 +125,21 @@ def _pick_seed_user(user: VirtualUser) -> str:
     return f"seed_user_{user.rng.randrange(n)}"
 
 
+def _pick_other_seed_user(user: VirtualUser) -> str | None:
+    """A seed user other than the one logged in (None if there is no other)."""
+    me = user.state.get("username")
+    target = _pick_seed_user(user)
+    if target != me:
+        return target
+    n = _seed_users(user)
+    if n < 2:
+        return None
+    return f"seed_user_{(int(target.rpartition('_')[2]) + 1) % n}"
+
+
 def _fresh_username(user: VirtualUser) -> str:
-    count = user.state.get("registered", 0)
-    user.state["registered"] = count + 1
-    return f"lt{_RUN_TAG}_{user.id:x}_{count:x}"
+    user.state["registered"] = user.state.get("registered", 0) + 1
+    return f"lt{_RUN_TAG}_{next(_SERIAL):x}"
 
 
 async def _login(user: VirtualUser, username: str, password: str) -> None:
@@ -153,7 +172,7 @@ async def _upload(user: VirtualUser) -> int | None:
         data={"caption": f"load test {user.rng.randrange(10**6)}"}, fields={"photo_id": None},
     )
     if resp.ok:
-        photo_id = resp.json().get("id")
+        photo_id: int | None = resp.json().get("id")
         if photo_id is not None:
             user.state.setdefault("photo_ids", []).append(photo_id)
         return photo_id
@@ -172,9 +191,12 @@ async def _a_photo(user: VirtualUser) -> Any:
 
 
 async def _register(user: VirtualUser) -> str:
+    """Register a fresh user; a failed registration ends the iteration (RequestFailed), so
+    that the journey never logs in as a user that does not exist."""
     username = _fresh_username(user)
-    await _logged(user, "register", "POST", "/api/register", who=username,
-                  json={"username": username, "password": NEW_USER_PASSWORD})
+    resp = await _logged(user, "register", "POST", "/api/register", who=username,
+                         json={"username": username, "password": NEW_USER_PASSWORD})
+    resp.raise_for_status()
     return username
 
 
@@ -220,8 +242,8 @@ async def write(user: VirtualUser) -> None:
     if photo_id is not None:
         await _like(user, photo_id)
         await _like(user, photo_id, on=False)
-    target = _pick_seed_user(user)
-    if target != user.state.get("username"):
+    target = _pick_other_seed_user(user)
+    if target is not None:
         await _follow(user, target)
         await _follow(user, target, on=False)
     await _upload(user)
@@ -250,7 +272,9 @@ async def only_like(user: VirtualUser) -> None:
 
 
 async def only_follow(user: VirtualUser) -> None:
-    await _follow(user, _pick_seed_user(user))
+    target = _pick_other_seed_user(user)
+    if target is not None:
+        await _follow(user, target)
 
 
 async def only_upload(user: VirtualUser) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from pytest_minigram.load import Closed, Journey, Open, RampingRate, Result, concat, merge, run
 from pytest_minigram.load import parse_duration as _parse_duration
-from pytest_minigram.load.registry import get_journey
+from pytest_minigram.load.registry import resolve_journey
 from pytest_minigram.load.workloads import Workload
 from pytest_minigram.plugin import xdist
 from pytest_minigram.plugin.options import MAX_ROUNDS, Settings
@@ -76,14 +76,9 @@ class Conductor:
         self.worker = worker
 
     def journey(self, journey: Any) -> Journey:
-        if isinstance(journey, Journey):
-            return journey
-        if callable(journey):
-            name = getattr(journey, "__name__", "journey")
-            return Journey(name, journey)
         try:
-            return get_journey(str(journey))
-        except KeyError as exc:
+            return resolve_journey(journey)
+        except (KeyError, ValueError, TypeError) as exc:
             raise pytest.UsageError(f"minigram_load: {exc.args[0]}") from None
 
     def workload(self, spec: LoadSpec) -> Closed | Open | RampingRate:

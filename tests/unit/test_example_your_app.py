@@ -23,7 +23,7 @@ def test_your_app_example(pytester: pytest.Pytester) -> None:
                                 "*test_site_at_20_arrivals_per_second*20/s 12s*PASSED*"])
     second = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--minigram-compare=base",
-        "--minigram-compare-fail=p95:+200%", "--minigram-report=report.html",
+        "--minigram-compare-fail=p50:+200%", "--minigram-report=report.html",
         "--minigram-results=run.json", timeout=120)
     second.assert_outcomes(passed=2)
     second.stdout.fnmatch_lines(["*against the baseline base in .minigram*",

@@ -221,5 +221,5 @@ def test_result_is_json_serializable(server: ServerProcess) -> None:
 
 
 def test_rejects_non_http_targets() -> None:
-    with pytest.raises(ValueError, match="only http://"):
-        run(Closed(users=1, duration=1.0), _journey("/"), "https://example.com")
+    with pytest.raises(ValueError, match="only http:// and https://"):
+        run(Closed(users=1, duration=1.0), _journey("/"), "ftp://127.0.0.1/")

@@ -171,3 +171,33 @@ def test_concat_of_rounds_adds_exactly_and_runs_the_time_series_on() -> None:
     assert Result.from_dict({**rounds[0].to_dict(), "rounds": None}).rounds == []
     with pytest.raises(ValueError):
         concat([])
+
+
+def test_results_written_before_connection_times_and_expected_counts_still_load() -> None:
+    old = _record(_samples(300), open_model=False).to_dict()
+    del old["connections"]
+    for stats in (old["total"], *old["actions"].values()):
+        del stats["expected"]
+    back = Result.from_dict(json.loads(json.dumps(old)))
+    assert back.connect.count == 0 and back.tls.count == 0 and math.isnan(back.tls.mean)
+    assert back.total.expected == {}
+    merged = merge([back, back])
+    assert merged.count == 2 * back.count and merged.tls.count == 0
+    again = merged.to_dict()
+    assert again["connections"]["connect"]["count"] == 0
+    assert again["total"]["expected"] == {}
+
+
+def test_expected_counts_merge_exactly() -> None:
+    parts = []
+    for n in (2, 3):
+        rec = Recorder()
+        for _ in range(n):
+            rec.record("like", 0.01, 0.0, False)
+            rec.actions["like"].count_expected(409)
+            rec.total.count_expected(409)
+        parts.append(rec.result(duration=1.0, workload={}, labels={}, generator={},
+                                interrupted=False))
+    merged = merge(Result.from_dict(p.to_dict()) for p in parts)
+    assert merged.actions["like"].expected == {409: 5} and merged.total.expected == {409: 5}
+    assert merged.total.errors == 0
