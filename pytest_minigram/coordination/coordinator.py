@@ -57,6 +57,9 @@ WORKERINPUT_ADDRESS = "minigram_coordinator"
 WORKERINPUT_SECRET = "minigram_coordinator_secret"
 _TICK = 0.05  # the loop's housekeeping period (deadlines, heartbeats), seconds
 _BURST = 16  # messages read from one connection before serving the others
+# Listener.accept() authenticates in the accepting thread; with several, one connection that
+# stalls in the handshake (until the io timeout) does not hold up the others.
+_ACCEPTORS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,10 +237,9 @@ class Coordinator:
         self._address = (str(addr[0]), int(addr[1]))
         self._wake_r, self._wake_w = Pipe(duplex=False)
         self._threads = [
-            threading.Thread(target=self._accept_loop, name="minigram-coord-accept",
-                             daemon=True),
-            threading.Thread(target=self._main_loop, name="minigram-coord", daemon=True),
-        ]
+            threading.Thread(target=self._accept_loop, name=f"minigram-coord-accept-{i}",
+                             daemon=True) for i in range(_ACCEPTORS)
+        ] + [threading.Thread(target=self._main_loop, name="minigram-coord", daemon=True)]
         for thread in self._threads:
             thread.start()
         return self
@@ -336,6 +338,14 @@ class Coordinator:
                                               f"verdict of load {format_key(key)}")
                 self._changed.wait(min(remaining, 0.5))
 
+    def live_loads(self) -> dict[LoadKey, dict[str, list[str]]]:
+        """Loads without a verdict yet: which workers ``arrived``, ``started``, are ``done``."""
+        with self._lock:
+            return {key: {"participants": list(load.participants),
+                          "arrived": list(load.arrivals), "started": list(load.started),
+                          "done": [w for w in load.participants if w in load.done]}
+                    for key, load in self._loads.items()}
+
     def workers(self) -> dict[str, WorkerInfo]:
         with self._lock:
             return {w: WorkerInfo(w, p.address, p.host, p.pid, p.conn is not None, p.gone)
@@ -366,8 +376,10 @@ class Coordinator:
             except (AuthenticationError, EOFError, OSError) as exc:
                 if self._closing.is_set():
                     return
-                if listener.last_accepted is not before:  # else: accept's own timeout
-                    where = format_address(listener.last_accepted)
+                # BlockingIOError is also what accept() raises when idle for the io timeout;
+                # the address is a best effort (other acceptor threads may have moved it)
+                if not isinstance(exc, BlockingIOError) or listener.last_accepted is not before:
+                    where = format_address(listener.last_accepted or ("?", 0))
                     why = ("wrong secret" if isinstance(exc, AuthenticationError)
                            else "handshake failed")
                     with self._lock:
