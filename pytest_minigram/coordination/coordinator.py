@@ -1,9 +1,11 @@
 """The controller side: one :class:`Coordinator` per session, owning every load's lifecycle.
 
-Threads: one accepts (and authenticates) connections; one *loop* thread does everything
-else, so all protocol state changes, all sends and all closes happen in one place: it reads
-the workers' messages, measures their clocks, starts loads, folds deltas, merges, sends
-heartbeats and enforces every deadline. A :class:`~.health.HealthWatch` thread per load polls
+Threads: a few accept (and authenticate) connections; one *loop* thread does everything
+else, so all protocol state changes and all closes happen in one place: it reads the
+workers' messages, measures their clocks, starts loads, folds deltas, merges and enforces
+every deadline. A *heart* thread sends the heartbeats, so that a long merge in the loop does
+not make the workers think the controller is gone. A :class:`~.health.HealthWatch` thread per
+load polls
 the servers' health URLs. Public methods only read state under the lock or queue a command
 for the loop.
 """
@@ -60,6 +62,9 @@ _BURST = 16  # messages read from one connection before serving the others
 # Listener.accept() authenticates in the accepting thread; with several, one connection that
 # stalls in the handshake (until the io timeout) does not hold up the others.
 _ACCEPTORS = 4
+# Flow control: a worker this many seconds ahead of the slowest one of its load is not read
+# from (TCP holds it back) until the others catch up; bounds the open seconds of the series.
+_MAX_LEAD = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +149,8 @@ class _Probe:
 
 
 class _Peer:
-    __slots__ = ("address", "conn", "gone", "host", "last_seen", "last_sent", "pid", "probe",
-                 "worker")
+    __slots__ = ("address", "broken", "conn", "gone", "host", "last_seen", "last_sent", "pid",
+                 "probe", "send_lock", "worker")
 
     def __init__(self, worker: str, conn: Connection, address: str, join: m.Join) -> None:
         self.worker = worker
@@ -156,6 +161,8 @@ class _Peer:
         self.last_seen = self.last_sent = time.monotonic()
         self.gone: str | None = None
         self.probe: _Probe | None = None
+        self.send_lock = threading.Lock()  # the loop and the heart thread both send
+        self.broken: str | None = None  # a send of the heart thread failed; the loop drops it
 
 
 class _Load:
@@ -239,7 +246,8 @@ class Coordinator:
         self._threads = [
             threading.Thread(target=self._accept_loop, name=f"minigram-coord-accept-{i}",
                              daemon=True) for i in range(_ACCEPTORS)
-        ] + [threading.Thread(target=self._main_loop, name="minigram-coord", daemon=True)]
+        ] + [threading.Thread(target=self._heart, name="minigram-coord-heart", daemon=True),
+             threading.Thread(target=self._main_loop, name="minigram-coord", daemon=True)]
         for thread in self._threads:
             thread.start()
         return self
@@ -394,12 +402,33 @@ class Coordinator:
                 self._owners[conn] = _Pending(conn, where)
             self._wake()
 
+    def _heart(self) -> None:
+        """Heartbeats to every connected worker, without the coordinator's lock."""
+        beat = m.encode(m.Heartbeat())
+        period = self.timeouts.heartbeat
+        while not self._closing.wait(min(period / 4, _TICK * 4)):
+            for peer in list(self._peers.values()):  # atomic under the GIL
+                conn = peer.conn
+                if conn is None or time.monotonic() - peer.last_sent < period:
+                    continue
+                if not peer.send_lock.acquire(blocking=False):
+                    continue  # a message is being sent to it right now
+                try:
+                    if peer.conn is conn:
+                        conn.send_bytes(beat)
+                        peer.last_sent = time.monotonic()
+                except OSError as exc:
+                    peer.broken = f"sending to it failed ({type(exc).__name__}: {exc})"
+                    self._wake()
+                finally:
+                    peer.send_lock.release()
+
     def _main_loop(self) -> None:
         assert self._wake_r is not None
         try:
             while not self._closing.is_set():
                 with self._lock:
-                    watch: list[Connection] = [self._wake_r, *self._owners]
+                    watch: list[Connection] = [self._wake_r, *self._readable()]
                 try:
                     ready = wait(watch, timeout=_TICK)
                 except (OSError, ValueError):
@@ -425,12 +454,22 @@ class Coordinator:
                           else f"the coordinator crashed: {self._crashed}")
                 for load in list(self._loads.values()):
                     self._fail(load, reason, ())
-                for conn in list(self._owners):
-                    conn.close()
+                for owner in list(self._owners.values()):
+                    if isinstance(owner, _Peer):
+                        self._drop(owner, reason)
+                    else:
+                        owner.conn.close()
                 self._owners.clear()
                 self._changed.notify_all()
 
     # --- reading -------------------------------------------------------------------------
+    def _readable(self) -> list[Connection]:
+        """The connections to read from now: all but those of workers far ahead."""
+        ahead = {w for load in self._loads.values() if load.running
+                 for w in load.participants if load.series.lead(w) > _MAX_LEAD}
+        return [conn for conn, owner in self._owners.items()
+                if not (isinstance(owner, _Peer) and owner.worker in ahead)]
+
     def _read(self, conn: Connection, owner: _Peer | _Pending) -> None:
         for _ in range(_BURST):
             try:
@@ -457,6 +496,9 @@ class Coordinator:
                                              f"worker {owner.worker}: {text}")
             if owner.conn is None or not conn.poll(0):
                 return
+            if isinstance(msg, m.Delta) and (load := self._loads.get(msg.key)) is not None \
+                    and load.series.lead(owner.worker) > _MAX_LEAD:
+                return  # flow control, see _readable
 
     def _disconnect(self, owner: _Peer | _Pending, why: str) -> None:
         if isinstance(owner, _Pending):
@@ -731,19 +773,25 @@ class Coordinator:
     def _drop(self, peer: _Peer, why: str) -> None:
         if peer.conn is not None:
             self._owners.pop(peer.conn, None)
-            peer.conn.close()
-            peer.conn = None
+            with peer.send_lock:
+                peer.conn.close()
+                peer.conn = None
         peer.gone = why
         peer.probe = None
         self._fail_peer_loads(peer, f"worker {peer.worker} is gone: {why}")
 
     def _send(self, peer: _Peer, data: bytes) -> None:
-        if peer.conn is None:
+        conn = peer.conn
+        if conn is None:
             return
-        try:
-            peer.conn.send_bytes(data)
-        except OSError as exc:
-            self._drop(peer, f"sending to it failed ({type(exc).__name__}: {exc})")
+        error: OSError | None = None
+        with peer.send_lock:
+            try:
+                conn.send_bytes(data)
+            except OSError as exc:
+                error = exc
+        if error is not None:
+            self._drop(peer, f"sending to it failed ({type(error).__name__}: {error})")
             return
         peer.last_sent = time.monotonic()
 
@@ -757,6 +805,9 @@ class Coordinator:
         for peer in list(self._peers.values()):
             if peer.conn is None:
                 continue
+            if peer.broken is not None:
+                self._drop(peer, peer.broken)
+                continue
             silent = now - peer.last_seen
             if silent > t.silence and not peer.conn.poll(0):
                 self._drop(peer, f"missed {t.missed} heartbeats (nothing received for "
@@ -767,8 +818,6 @@ class Coordinator:
                 peer.probe = None
                 self._fail_key(probe.key, f"worker {peer.worker} did not answer a clock probe "
                                           f"within {t.probe:g}s", (peer.worker,))
-            if peer.conn is not None and now - peer.last_sent >= t.heartbeat:
-                self._send(peer, m.encode(m.Heartbeat()))
         for load in list(self._loads.values()):
             name = format_key(load.key)
             if not load.running:

@@ -9,8 +9,9 @@ built here equal the ones ``merge`` builds from the same partials.
 Memory grows with the run's length, not with workers x length: a merged second is one
 aggregate whatever the number of workers; it is final (and reduced to its row, with the
 encoded histogram) as soon as every worker still running has sent a later second. Seconds
-still open keep a full HdrHistogram; when more than ``max_open`` are open (one worker far
-behind the others) the oldest are kept encoded until they are final.
+still open keep a full HdrHistogram; the coordinator reads no more from a worker that is far
+ahead of the others (:meth:`SeriesAggregate.lead`), and if more than ``max_open`` seconds
+are open all the same, the oldest are kept encoded until they are final.
 """
 
 from __future__ import annotations
@@ -152,6 +153,17 @@ class SeriesAggregate:
     @property
     def open_seconds(self) -> int:
         return len(self._open)
+
+    def lead(self, worker: str) -> int:
+        """How many seconds ``worker`` is ahead of the slowest worker still running.
+
+        The coordinator stops reading from a worker far ahead (time-compressed senders, or
+        one worker stalled) until the others catch up, so the open seconds stay few.
+        """
+        if self.base is None:
+            return len(self._pending.get(worker, ()))
+        last = self._last.get(worker)
+        return 0 if last is None else last - self._final_upto
 
     # --- internals -----------------------------------------------------------------------
     def _known(self, worker: str) -> None:

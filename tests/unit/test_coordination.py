@@ -244,6 +244,22 @@ def test_streamed_series_equals_merge_of_the_partials(max_open: int) -> None:
     assert sum(r["requests"] for r in agg.rows()) == sum(p.count for p in parts)
 
 
+def test_series_lead_is_how_far_a_worker_is_ahead_of_the_slowest() -> None:
+    agg = SeriesAggregate(["a", "b"])
+    row = {"requests": 1, "errors": 0, "users": 1, "histogram": None}
+    agg.add("a", {**row, "t": 0})
+    assert agg.lead("a") == 1 and agg.lead("b") == 0  # before the starts: rows buffered
+    agg.started("a", 10.0)
+    agg.started("b", 10.0)
+    for t in range(1, 20):
+        agg.add("a", {**row, "t": t})
+    assert agg.lead("a") == 20 and agg.open_seconds == 20
+    agg.add("b", {**row, "t": 0})
+    assert agg.lead("a") == 19 and agg.open_seconds == 19  # second 0 is final
+    agg.finish("b")
+    assert agg.lead("a") == 0 and agg.open_seconds == 0
+
+
 def test_the_engine_streams_its_time_series_row_by_row() -> None:
     deltas: list[dict[str, Any]] = []
     starts: list[float] = []
