@@ -166,6 +166,7 @@ class WorkerClient:
         self._gone: str | None = None
         self._closing = False
         self._last_seen = time.monotonic()
+        self._heartbeat = self.timeouts.heartbeat
         self._silence = self.timeouts.silence
         self._threads: list[threading.Thread] = []
 
@@ -211,6 +212,7 @@ class WorkerClient:
         if not isinstance(reply, m.Welcome):
             conn.close()
             raise ProtocolError(f"expected welcome, got {reply.TYPE}")
+        self._heartbeat = reply.heartbeat  # the controller's figures win
         self._silence = reply.heartbeat * reply.missed
         self._conn = conn
         self._last_seen = time.monotonic()
@@ -320,7 +322,7 @@ class WorkerClient:
 
     def _send_loop(self) -> None:
         heartbeat = m.encode(m.Heartbeat())
-        period = self.timeouts.heartbeat
+        period = self._heartbeat
         while True:
             try:
                 item = self._outbox.get(timeout=period)
