@@ -176,6 +176,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 # --- the pieces -----------------------------------------------------------------------
 
 
+def test_the_package_does_not_import_pytest() -> None:
+    code = ("import sys, pytest_minigram.coordination; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('pytest', '_pytest', 'xdist')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_messages_round_trip_and_malformed_ones_are_refused() -> None:
     msgs: list[m.Message] = [
         m.Join("alpha", pid=7, host="h"), m.Welcome(1.0, 3), m.Ping(4), m.Pong(4, 12.5),
