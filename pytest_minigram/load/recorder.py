@@ -94,6 +94,7 @@ class Recorder:
         self._second = new_histogram()
         self._sec_requests = 0
         self._sec_errors = 0
+        self._delta_base: dict[str, tuple[int, int]] = {}  # per action, at the last delta
         self._hot: dict[str, tuple[ActionStats, tuple[HdrHistogram, ...],
                                    tuple[HdrHistogram, ...]]] = {}
 
@@ -186,6 +187,22 @@ class Recorder:
         self._sec_requests = self._sec_errors = 0
         self.timeseries.append(row)
         return row
+
+    def delta(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` (just returned by :meth:`tick`) plus that second's requests and errors per
+        action: ``{**row, "actions": {name: {"count": n, "errors": e}}}``, for streaming.
+
+        Per-action counts are the differences of the cumulative counters since the last call,
+        so nothing is added to the per-request path.
+        """
+        actions: dict[str, dict[str, int]] = {}
+        base = self._delta_base
+        for name, stats in self.actions.items():
+            count, errors = base.get(name, (0, 0))
+            if stats.count != count or stats.errors != errors:
+                actions[name] = {"count": stats.count - count, "errors": stats.errors - errors}
+                base[name] = (stats.count, stats.errors)
+        return {**row, "actions": actions}
 
     def result(self, *, duration: float, workload: dict[str, Any], labels: dict[str, str],
                generator: dict[str, Any], interrupted: bool) -> Result:

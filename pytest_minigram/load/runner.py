@@ -29,6 +29,8 @@ from pytest_minigram.load.workloads import Workload
 __all__ = ["run", "run_async"]
 
 ProgressCallback = Callable[[Progress], None]
+StartCallback = Callable[[float], None]
+SecondCallback = Callable[[dict[str, Any]], None]
 
 
 class _Engine:
@@ -127,13 +129,21 @@ def run(workload: Workload, journey: JourneyLike, target: str, *, timeout: float
         params: Mapping[str, Any] | None = None, on_progress: ProgressCallback | None = None,
         start_at: float | None = None, stop_event: threading.Event | None = None,
         max_time: float | None = None, seed: int = 0,
-        verify: bool = True, ca_bundle: str | os.PathLike[str] | None = None) -> Result:
+        verify: bool = True, ca_bundle: str | os.PathLike[str] | None = None,
+        on_start: StartCallback | None = None,
+        on_second: SecondCallback | None = None) -> Result:
     """Run synchronously in a fresh event loop (uvloop when installed).
 
     Ctrl-C (or ``stop_event.set()``) ends the run early and returns the partial result with
     ``interrupted=True``. ``journey`` is anything :func:`as_journey` accepts. An ``https://``
     target is verified against the system's CAs, or ``ca_bundle``'s; ``verify=False`` skips
     that (and warns).
+
+    Streaming (for a coordinator): ``on_start(t)`` is called once with the instant the run
+    really started (``time.time()``, the result's ``started_at``); ``on_second(delta)`` after
+    every second of the time series, the last partial one included, with that second's
+    ``Result.timeseries`` row plus ``"actions"``, its requests and errors per action. Both
+    run in the event loop: they must be quick and must not raise.
     """
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     with contextlib.suppress(ImportError):
@@ -145,7 +155,7 @@ def run(workload: Workload, journey: JourneyLike, target: str, *, timeout: float
             workload, journey, target, timeout=timeout, apdex_t=apdex_t, labels=labels,
             params=params, on_progress=on_progress, start_at=start_at, stop_event=stop_event,
             max_time=max_time, seed=seed,
-            verify=verify, ca_bundle=ca_bundle,
+            verify=verify, ca_bundle=ca_bundle, on_start=on_start, on_second=on_second,
         ))
 
 
@@ -158,7 +168,9 @@ async def run_async(workload: Workload, journey: JourneyLike, target: str, *,
                     stop_event: threading.Event | None = None,
                     max_time: float | None = None, seed: int = 0,
                     verify: bool = True,
-                    ca_bundle: str | os.PathLike[str] | None = None) -> Result:
+                    ca_bundle: str | os.PathLike[str] | None = None,
+                    on_start: StartCallback | None = None,
+                    on_second: SecondCallback | None = None) -> Result:
     """The coroutine behind :func:`run`; cancelling it returns the partial result."""
     journey = as_journey(journey)
     if not isinstance(workload, Workload):
@@ -178,11 +190,13 @@ async def run_async(workload: Workload, journey: JourneyLike, target: str, *,
     monitor = CpuMonitor()
     recorder.started = time.time()
     engine.t0 = perf_counter()
+    if on_start is not None:
+        on_start(recorder.started)
     limit = workload.planned_duration()
     if max_time is not None:
         limit = max_time if limit is None else min(limit, max_time)
     driver = asyncio.create_task(workload.drive(engine)) if not interrupted else None
-    ticker = asyncio.create_task(_tick(engine, recorder, monitor, on_progress))
+    ticker = asyncio.create_task(_tick(engine, recorder, monitor, on_progress, on_second))
     probe = asyncio.create_task(_probe(monitor))
     try:
         while driver is not None and not driver.done():
@@ -213,7 +227,9 @@ async def run_async(workload: Workload, journey: JourneyLike, target: str, *,
     duration = end - engine.t0
     last = recorder.timeseries
     if not last or duration - len(last) > 0.05 or recorder._sec_requests:
-        recorder.tick(engine.active_users)
+        row = recorder.tick(engine.active_users)
+        if on_second is not None:
+            on_second(recorder.delta(row))
     monitor.sample()
     result = recorder.result(duration=duration, workload=workload.to_dict(), labels=all_labels,
                              generator=monitor.summary(), interrupted=interrupted)
@@ -222,12 +238,15 @@ async def run_async(workload: Workload, journey: JourneyLike, target: str, *,
 
 
 async def _tick(engine: _Engine, recorder: Recorder, monitor: CpuMonitor,
-                on_progress: ProgressCallback | None) -> None:
+                on_progress: ProgressCallback | None,
+                on_second: SecondCallback | None = None) -> None:
     second = 1
     while True:
         await asyncio.sleep(max(0.0, engine.t0 + second - perf_counter()))
         second += 1
         row = recorder.tick(engine.active_users)
+        if on_second is not None:
+            on_second(recorder.delta(row))
         monitor.sample()
         if on_progress is not None:
             on_progress(Progress(
