@@ -204,8 +204,10 @@ class Coordinator:
                  workers: Iterable[str] = (), timeouts: Timeouts | None = None,
                  clock: Clock | None = None, clock_samples: int = 8,
                  health_interval: float = 0.5, health_timeout: float = 2.0,
-                 health_failures: int = 2) -> None:
+                 health_failures: int = 2,
+                 provide: Callable[[str], Any] | None = None) -> None:
         self.host = host
+        self.provide = provide  # answers ``ask``: called in a thread of its own, once a name
         self.port = port
         self.secret = secret if secret is not None else new_secret()
         self.timeouts = timeouts or Timeouts()
@@ -224,6 +226,9 @@ class Coordinator:
         self._finished: dict[LoadKey, LoadOutcome] = {}
         self._tests: dict[str, PerfTestOutcome] = {}
         self._commands: list[Callable[[], None]] = []
+        self._collected: dict[str, list[str]] = {}
+        self._provided: dict[str, tuple[Any, str]] = {}
+        self._providing: dict[str, threading.Event] = {}
         self._seq = itertools.count(1)
         self._closing = threading.Event()
         self._crashed: str | None = None
@@ -292,6 +297,29 @@ class Coordinator:
                                "machine they can reach, worker_input(host=...)")
         return {WORKERINPUT_ADDRESS: format_address((host, port)),
                 WORKERINPUT_SECRET: self.secret.hex()}
+
+    def collected(self) -> dict[str, list[str]]:
+        """The perf tests each worker reported after its collection, by worker."""
+        with self._lock:
+            return {w: list(ids) for w, ids in self._collected.items()}
+
+    def wait_collected(self, workers: Iterable[str], timeout: float) -> dict[str, list[str]]:
+        """Wait until every one of ``workers`` has reported its collection (or is gone)."""
+        wanted = set(workers)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                missing = [w for w in wanted if w not in self._collected and w in self._peers]
+                unjoined = [w for w in wanted if w not in self._collected
+                            and w not in self._peers]
+                if not missing and not unjoined:
+                    return {w: list(ids) for w, ids in self._collected.items()}
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    late = ", ".join(sorted(missing + unjoined))
+                    raise CoordinationTimeout(f"timeout after {timeout:g}s: worker(s) {late} "
+                                              "reported no collection to the coordinator")
+                self._changed.wait(min(remaining, 0.25))
 
     def expect(self, *workers: str) -> None:
         """These workers take part in the loads that start from now on (in this order)."""
@@ -546,10 +574,54 @@ class Coordinator:
             self._on_load_message(peer, msg)
         elif isinstance(msg, m.Error):
             self._test_failure(msg.test, WorkerFailure(peer.worker, msg.message, msg.key))
+        elif isinstance(msg, m.Collected):
+            with self._changed:
+                self._collected[peer.worker] = list(msg.perf)
+                self._changed.notify_all()
+        elif isinstance(msg, m.Ask):
+            self._on_ask(peer, msg)
         elif isinstance(msg, m.Bye):
             self._drop(peer, "left")
         else:
             self._drop(peer, f"protocol error: workers do not send {msg.TYPE} messages")
+
+    def _on_ask(self, peer: _Peer, msg: m.Ask) -> None:
+        """Provide ``msg.name`` once, in a thread (starting a server takes seconds), and
+        answer every worker that asks for it."""
+
+        def answer(value: Any, error: str) -> None:
+            self._command(lambda: self._send(peer, m.encode(m.Answer(msg.seq, msg.name,
+                                                                       value, error))))
+
+        with self._lock:
+            done = self._provided.get(msg.name)
+            event = self._providing.get(msg.name)
+            first = done is None and event is None
+            if first:
+                event = self._providing[msg.name] = threading.Event()
+        if done is not None:
+            answer(*done)
+            return
+
+        def work() -> None:
+            if first:
+                try:
+                    if self.provide is None:
+                        raise LookupError("this controller provides nothing")
+                    result: tuple[Any, str] = (self.provide(msg.name), "")
+                except Exception as exc:  # noqa: BLE001 - the worker is told why
+                    result = (None, f"{type(exc).__name__}: {exc}")
+                with self._lock:
+                    self._provided[msg.name] = result
+                assert event is not None
+                event.set()
+            else:
+                assert event is not None
+                event.wait()
+            answer(*self._provided[msg.name])
+
+        threading.Thread(target=work, name=f"minigram-coord-provide-{msg.name}",
+                         daemon=True).start()
 
     # --- a load's lifecycle --------------------------------------------------------------
     def _on_arrive(self, peer: _Peer, msg: m.Arrive) -> None:

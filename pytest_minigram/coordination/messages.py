@@ -1,8 +1,8 @@
 """The protocol: a few named messages, JSON over an authenticated connection.
 
-Worker to controller: ``join``, ``pong``, ``arrive``, ``started``, ``delta``, ``done``,
-``error``, ``bye``. Controller to worker: ``welcome``, ``refused``, ``ping``, ``start``,
-``merged``, ``failed``. Both ways: ``heartbeat``.
+Worker to controller: ``join``, ``pong``, ``collected``, ``ask``, ``arrive``, ``started``,
+``delta``, ``done``, ``error``, ``bye``. Controller to worker: ``welcome``, ``refused``,
+``ping``, ``answer``, ``start``, ``merged``, ``failed``. Both ways: ``heartbeat``.
 
 One load call of one perf test is identified by a :data:`LoadKey`, ``(test id, call index)``;
 every message about a load carries it, so two loads never mix. Times are wall-clock seconds
@@ -24,8 +24,11 @@ from pytest_minigram.coordination.errors import ProtocolError
 
 __all__ = [
     "PROTOCOL",
+    "Answer",
     "Arrive",
+    "Ask",
     "Bye",
+    "Collected",
     "Delta",
     "Done",
     "Error",
@@ -197,6 +200,35 @@ class Failed:
 
 
 @dataclass(frozen=True, slots=True)
+class Collected:
+    """Worker -> controller, after collection: the perf tests this worker will run."""
+
+    TYPE: ClassVar[str] = "collected"
+    perf: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """Worker -> controller: what the controller provides under ``name`` (a server it started
+    once for every worker, say); answered by ``answer`` with the same ``seq``."""
+
+    TYPE: ClassVar[str] = "ask"
+    seq: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Controller -> worker: the value provided under ``name``, or why there is none."""
+
+    TYPE: ClassVar[str] = "answer"
+    seq: int
+    name: str
+    value: Any = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Bye:
     """Worker -> controller: I am leaving cleanly."""
 
@@ -204,11 +236,12 @@ class Bye:
 
 
 Message = (Join | Welcome | Refused | Heartbeat | Ping | Pong | Arrive | Start | Started | Delta
-           | Done | Error | Merged | Failed | Bye)
+           | Done | Error | Merged | Failed | Collected | Ask | Answer | Bye)
 
 _CLASSES: dict[str, type[Any]] = {
     cls.TYPE: cls for cls in (Join, Welcome, Refused, Heartbeat, Ping, Pong, Arrive, Start,
-                              Started, Delta, Done, Error, Merged, Failed, Bye)
+                              Started, Delta, Done, Error, Merged, Failed, Collected, Ask,
+                              Answer, Bye)
 }
 # field name -> type hint, per message class
 _HINTS: dict[type[Any], dict[str, Any]] = {

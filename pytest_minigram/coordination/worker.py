@@ -163,6 +163,8 @@ class WorkerClient:
         self._cond = threading.Condition()
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._loads: dict[LoadKey, Load] = {}
+        self._answers: dict[int, m.Answer] = {}
+        self._asked = 0
         self._gone: str | None = None
         self._closing = False
         self._last_seen = time.monotonic()
@@ -280,6 +282,34 @@ class WorkerClient:
         """The perf test failed or errored on this worker (setup, assertion, timeout...)."""
         self._post(m.Error(test, message))
 
+    def collected(self, perf: Sequence[str]) -> None:
+        """Tell the controller which perf tests this worker collected."""
+        self._post(m.Collected(list(perf)))
+
+    def ask(self, name: str, timeout: float = 600.0) -> Any:
+        """What the controller provides under ``name`` (it starts it on the first ask)."""
+        with self._cond:
+            self._asked += 1
+            seq = self._asked
+        self._post(m.Ask(seq, name))
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while seq not in self._answers:
+                if self._gone is not None:
+                    raise CoordinatorGone(f"worker {self.worker} lost the coordinator at "
+                                          f"{self.where} while asking for {name!r}: "
+                                          f"{self._gone}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CoordinationTimeout(f"timeout after {timeout:g}s: the coordinator "
+                                              f"at {self.where} provided no {name!r}")
+                self._cond.wait(min(remaining, 0.25))
+            reply = self._answers.pop(seq)
+        if reply.error:
+            raise CoordinationError(f"the controller could not provide {name!r}: "
+                                    f"{reply.error}")
+        return reply.value
+
     # --- internals -----------------------------------------------------------------------
     def _post(self, msg: m.Message) -> None:
         if self._conn is not None and not self._closing:
@@ -363,6 +393,10 @@ class WorkerClient:
                 except OSError as exc:
                     self._lost(f"sending failed ({type(exc).__name__}: {exc})")
                     return
+            elif isinstance(msg, m.Answer):
+                with self._cond:
+                    self._answers[msg.seq] = msg
+                    self._cond.notify_all()
             elif isinstance(msg, m.Start | m.Merged | m.Failed):
                 with self._cond:
                     load = self._loads.get(msg.key)

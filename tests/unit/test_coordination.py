@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from pytest_minigram.coordination import (
+    CoordinationError,
     CoordinationTimeout,
     Coordinator,
     CoordinatorGone,
@@ -717,3 +718,43 @@ def test_a_worker_in_its_own_pid_namespace_and_tmp_still_coordinates(
     assert not os.path.exists(marker)  # it wrote its /tmp, which is not ours
     merged = next(e for e in isolated_events if e["event"] == "merged")
     assert merged["merged"]["total"]["count"] == outcome.result.count  # type: ignore[union-attr]
+
+
+def test_collections_and_provided_values_travel_over_the_connection() -> None:
+    """What xdist workers tell the controller after collection, and what the controller
+    starts once for all of them (provided on the first ask, in a thread of its own)."""
+    calls: list[str] = []
+
+    def provide(name: str) -> dict[str, str]:
+        calls.append(name)
+        if name == "broken":
+            raise RuntimeError("no such service")
+        time.sleep(0.2)  # a server starting
+        return {"url": f"http://127.0.0.1:1/{name}"}
+
+    with Coordinator(workers=("alpha", "beta"), provide=provide) as coord:
+        clients = [WorkerClient.from_worker_input(coord.worker_input(), w).connect()
+                   for w in ("alpha", "beta")]
+        try:
+            clients[0].collected(["t.py::test_a", "t.py::test_b"])
+            clients[1].collected(["t.py::test_a", "t.py::test_b"])
+            assert coord.wait_collected(("alpha", "beta"), timeout=5) == {
+                "alpha": ["t.py::test_a", "t.py::test_b"],
+                "beta": ["t.py::test_a", "t.py::test_b"]}
+            answers: list[object] = []
+            threads = [threading.Thread(target=lambda c=c: answers.append(c.ask("stage:2")))
+                       for c in clients]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(5)
+            assert answers == [{"url": "http://127.0.0.1:1/stage:2"}] * 2
+            assert calls == ["stage:2"]  # started once for both workers
+            with pytest.raises(CoordinationError, match="could not provide 'broken'.*no such"):
+                clients[0].ask("broken")
+        finally:
+            for client in clients:
+                client.close()
+        with pytest.raises(CoordinationTimeout, match="gamma"):
+            coord.expect("gamma")
+            coord.wait_collected(("alpha", "gamma"), timeout=0.5)
