@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import queue
 import socket
 import threading
 import time
@@ -207,7 +208,7 @@ class Coordinator:
                  health_failures: int = 2,
                  provide: Callable[[str], Any] | None = None) -> None:
         self.host = host
-        self.provide = provide  # answers ``ask``: called in a thread of its own, once a name
+        self.provide = provide  # answers ``ask``: once a name, in the provider thread
         self.port = port
         self.secret = secret if secret is not None else new_secret()
         self.timeouts = timeouts or Timeouts()
@@ -228,7 +229,9 @@ class Coordinator:
         self._commands: list[Callable[[], None]] = []
         self._collected: dict[str, list[str]] = {}
         self._provided: dict[str, tuple[Any, str]] = {}
-        self._providing: dict[str, threading.Event] = {}
+        self._asks: dict[str, list[tuple[_Peer, int]]] = {}
+        self._to_provide: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._provider: threading.Thread | None = None
         self._seq = itertools.count(1)
         self._closing = threading.Event()
         self._crashed: str | None = None
@@ -586,42 +589,46 @@ class Coordinator:
             self._drop(peer, f"protocol error: workers do not send {msg.TYPE} messages")
 
     def _on_ask(self, peer: _Peer, msg: m.Ask) -> None:
-        """Provide ``msg.name`` once, in a thread (starting a server takes seconds), and
-        answer every worker that asks for it."""
-
-        def answer(value: Any, error: str) -> None:
-            self._command(lambda: self._send(peer, m.encode(m.Answer(msg.seq, msg.name,
-                                                                       value, error))))
-
+        """Answer from what was provided, or queue the name for the provider thread."""
         with self._lock:
             done = self._provided.get(msg.name)
-            event = self._providing.get(msg.name)
-            first = done is None and event is None
-            if first:
-                event = self._providing[msg.name] = threading.Event()
-        if done is not None:
-            answer(*done)
-            return
+            if done is None:
+                self._asks.setdefault(msg.name, []).append((peer, msg.seq))
+                if len(self._asks[msg.name]) == 1:
+                    self._to_provide.put(msg.name)
+                if self._provider is None:
+                    self._provider = threading.Thread(target=self._provide_loop,
+                                                      name="minigram-coord-provide",
+                                                      daemon=True)
+                    self._provider.start()
+                return
+        self._send(peer, m.encode(m.Answer(msg.seq, msg.name, *done)))
 
-        def work() -> None:
-            if first:
-                try:
-                    if self.provide is None:
-                        raise LookupError("this controller provides nothing")
-                    result: tuple[Any, str] = (self.provide(msg.name), "")
-                except Exception as exc:  # noqa: BLE001 - the worker is told why
-                    result = (None, f"{type(exc).__name__}: {exc}")
-                with self._lock:
-                    self._provided[msg.name] = result
-                assert event is not None
-                event.set()
-            else:
-                assert event is not None
-                event.wait()
-            answer(*self._provided[msg.name])
+    def _provide_loop(self) -> None:
+        """One long-lived thread provides every name, in turn: a server started here has
+        this thread as its parent for as long as the session runs (PR_SET_PDEATHSIG is tied
+        to the thread that started a process, so a short-lived thread would take it down)."""
+        while not self._closing.is_set():
+            try:
+                name = self._to_provide.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            try:
+                if self.provide is None:
+                    raise LookupError("this controller provides nothing")
+                result: tuple[Any, str] = (self.provide(name), "")
+            except Exception as exc:  # noqa: BLE001 - the workers are told why
+                result = (None, f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                self._provided[name] = result
+                waiting = self._asks.pop(name, [])
 
-        threading.Thread(target=work, name=f"minigram-coord-provide-{msg.name}",
-                         daemon=True).start()
+            def answer(waiting: list[tuple[_Peer, int]] = waiting, name: str = name,
+                       result: tuple[Any, str] = result) -> None:
+                for peer, seq in waiting:
+                    self._send(peer, m.encode(m.Answer(seq, name, *result)))
+
+            self._command(answer)
 
     # --- a load's lifecycle --------------------------------------------------------------
     def _on_arrive(self, peer: _Peer, msg: m.Arrive) -> None:

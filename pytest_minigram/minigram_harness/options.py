@@ -23,6 +23,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--stage", "minigram_stage",
            "Minigram stage(s) to test: 1, 1.5, 2 or all; several as 1,2 (default: 1)",
            default="1", metavar="STAGES"),
+    Option("--minigram-bind", "minigram_bind",
+           "Address the Minigram servers listen on and are reached at: a loopback address "
+           "(default: 127.0.0.1), or one that remote xdist workers reach",
+           default="127.0.0.1", metavar="HOST"),
     Option("--minigram-duet", "minigram_duet",
            "Measure a baseline side by side: also start Minigram from the checkout at PATH "
            "(e.g. a git worktree of main) and run each perf test's rounds against it and "
@@ -105,6 +109,7 @@ class HarnessSettings:
     duet: Path | None = None
     seed_users: int = 200
     seed_photos: int = 1000
+    bind: str = "127.0.0.1"
 
 
 def resolve(config: pytest.Config) -> HarnessSettings:
@@ -125,4 +130,16 @@ def resolve(config: pytest.Config) -> HarnessSettings:
         duet=_checkout(_opt("--minigram-duet"), raw["--minigram-duet"]),
         seed_users=parse_count(_opt("--minigram-seed-users"), raw["--minigram-seed-users"]),
         seed_photos=parse_count(_opt("--minigram-seed-photos"), raw["--minigram-seed-photos"]),
+        bind=_host(_opt("--minigram-bind"), raw["--minigram-bind"]),
     )
+
+
+def _host(opt: Option, value: Any) -> str:
+    import ipaddress
+
+    text = str(value).strip()
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise usage_error(opt, value, "expected an IP address such as 127.0.0.2") from None
+    return text

@@ -84,14 +84,6 @@ def _key(stage: str, side: str) -> str:
     return f"stage:{stage}" if side == HEAD else f"stage:{stage}@{side}"
 
 
-def _pid_alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
-
 
 class Harness:
     """The session's Minigram servers: started here, or by the xdist controller."""
@@ -116,36 +108,33 @@ class Harness:
             self._pool = StagePool(session_tmpdir(self.config) / "servers", pg_url=hs.pg_url,
                                    redis_url=hs.redis_url, seed_sizes=seed_sizes,
                                    instances=settings(self.config).rounds,
-                                   baseline_code=hs.duet)
+                                   baseline_code=hs.duet, host=hs.bind)
         return self._pool
 
     def info(self, stage: str, side: str = HEAD) -> dict[str, Any]:
         worker = xdist_worker(self.config)
         if worker is not None:
-            info: dict[str, Any] = worker.provided(_key(stage, side))
+            info: dict[str, Any] = worker.provided(_key(stage, side)) or {
+                "error": f"the xdist controller started no Minigram for stage {stage}"}
             if "error" in info:
                 raise _backend_unavailable()(info["error"])
             return info
         return self.pool.get(stage, side).describe()
 
-    def start(self, needs: set[str]) -> dict[str, Any]:
-        """On the xdist controller: start every stage the workers need, once."""
-        provided: dict[str, Any] = {}
-        sides = [HEAD] + ([BASELINE] if self.settings.duet is not None else [])
-        for need in sorted(needs):
-            if not need.startswith("stage:"):
-                continue
-            stage = need.removeprefix("stage:")
-            for side in sides:
-                try:
-                    provided[_key(stage, side)] = self.pool.get(stage, side).describe()
-                except _backend_unavailable() as exc:
-                    provided[_key(stage, side)] = {"error": str(exc)}
-                except Exception as exc:  # noqa: BLE001 - e.g. the baseline checkout is broken
-                    if side == HEAD:
-                        raise
-                    provided[_key(stage, side)] = {"error": f"{type(exc).__name__}: {exc}"}
-        return provided
+    def provide(self, name: str) -> dict[str, Any] | None:
+        """On the xdist controller: start the stage a worker asks for (once for all)."""
+        if not name.startswith("stage:"):
+            return None
+        stage, _, side = name.removeprefix("stage:").partition("@")
+        side = side or HEAD
+        try:
+            return self.pool.get(stage, side).describe()
+        except _backend_unavailable() as exc:
+            return {"error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - e.g. the baseline checkout is broken
+            if side == HEAD:
+                raise
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
     def _stack(self, stage: str, side: str) -> Any:
         if self._pool is None:
@@ -154,22 +143,22 @@ class Harness:
 
     def target_info(self, server: MinigramServer, side: str) -> TargetInfo:
         stack = self._stack(server.stage, side)
-        pids = [pid for pid in server.pids if pid]
+        # pids are only this process's to check when it started the servers: an xdist
+        # worker may run on another machine, or in a PID namespace of its own, and leaves
+        # liveness to the controller's HTTP health checks
+        pids = [pid for pid in server.pids if pid] if stack is not None else []
         what = "Minigram server" if side == HEAD else "duet baseline's Minigram server"
 
         def alive() -> bool:  # cheap, polled during the load: no HTTP (the server is busy)
-            if stack is not None:
-                return bool(stack.alive)
-            return all(_pid_alive(pid) for pid in pids)
+            return stack is None or bool(stack.alive)
 
         def check() -> None:
             if stack is not None:
                 for proc in stack.servers:
                     proc.check_alive()
                 return
-            dead = [pid for pid in pids if not _pid_alive(pid)]
-            if dead or not server.alive():
-                where = f" (pid {dead[0]})" if dead else ""
+            if not server.alive():
+                where = ""
                 if side != HEAD:
                     raise ServerDied(f"the {what} for stage {server.stage}{where} stopped "
                                      "during the load")
@@ -179,7 +168,8 @@ class Harness:
 
         return TargetInfo(urls=list(server.urls), variant=server.stage,
                           params={"seed_users": server.seed.get("users", 0)},
-                          pids=pids if side == HEAD else [], alive=alive, check=check)
+                          pids=pids if side == HEAD else [], health_url=f"{server.url}/healthz",
+                          alive=alive, check=check)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -197,11 +187,6 @@ def targets_minigram(item: pytest.Item) -> bool:
         return True
     return not defs or getattr(defs[-1].func, "__module__", "") == __name__
 
-
-def _stage_of(item: pytest.Item) -> str | None:
-    callspec = getattr(item, "callspec", None)
-    stage = callspec.params.get("minigram_stage") if callspec else None
-    return None if stage is None else str(stage)
 
 
 class HarnessFixtures:
@@ -316,18 +301,9 @@ def pytest_minigram_target_info(request: pytest.FixtureRequest, url: str,
     return None
 
 
-def pytest_minigram_xdist_needs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
-    needs = set()
-    for item in items:
-        stage = _stage_of(item)
-        if stage is not None and ("minigram_server" in getattr(item, "fixturenames", ())
-                                  or item.get_closest_marker("perf") is not None):
-            needs.add(f"stage:{stage}")
-    return sorted(needs)
-
-
-def pytest_minigram_xdist_provide(config: pytest.Config, needs: set[str]) -> dict[str, Any]:
-    return config.stash[HARNESS].start(needs)
+def pytest_minigram_provide(config: pytest.Config, name: str) -> dict[str, Any] | None:
+    harness: Harness = config.stash[HARNESS]
+    return harness.provide(name)
 
 
 def pytest_minigram_describe_targets(config: pytest.Config) -> dict[str, Any]:

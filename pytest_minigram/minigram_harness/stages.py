@@ -72,8 +72,10 @@ class StagePool:
 
     def __init__(self, workdir: Path, *, pg_url: str | None, redis_url: str | None,
                  seed_sizes: SeedSizes, startup_timeout: float = 120.0,
-                 instances: int = 1, baseline_code: Path | None = None) -> None:
+                 instances: int = 1, baseline_code: Path | None = None,
+                 host: str = "127.0.0.1") -> None:
         self.workdir = workdir
+        self.host = host  # where the servers listen, and the host of their URLs
         self.instances = instances
         self.baseline_code = baseline_code
         self.pg_url = pg_url
@@ -179,13 +181,13 @@ class StagePool:
         # session on this machine) may take it before the server binds: pick another, here
         # when it is taken before the spawn, in _serve when it is taken before the bind.
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            port = free_port()
+            port = free_port(self.host)
             while port in self._ports:  # not bound yet by the server launched just before
-                port = free_port()
+                port = free_port(self.host)
             self._ports.add(port)
-            url = f"http://127.0.0.1:{port}"
+            url = f"http://{self.host}:{port}"
             server = ServerProcess(
-                argv=minigram_command("serve", "--stage", stage, "--host", "127.0.0.1",
+                argv=minigram_command("serve", "--stage", stage, "--host", self.host,
                                       "--port", str(port)),
                 env=env, inherit_env=False, health_url=f"{url}/healthz", log_path=log,
                 name=name, cwd=cwd, owns_port=True)
@@ -193,7 +195,7 @@ class StagePool:
             try:
                 server.launch()
             except ServerStartError:
-                if attempt == PORT_ATTEMPTS or not port_in_use("127.0.0.1", port):
+                if attempt == PORT_ATTEMPTS or not port_in_use(self.host, port):
                     raise
                 continue
             return server, url
@@ -206,7 +208,7 @@ class StagePool:
             try:
                 server.wait_ready(timeout=self.startup_timeout)
             except ServerStartError:
-                if attempt == PORT_ATTEMPTS or not port_in_use("127.0.0.1", server.port or 0):
+                if attempt == PORT_ATTEMPTS or not port_in_use(self.host, server.port or 0):
                     raise
                 server, url = self._launch(stage, env, log, name, cwd)
                 continue

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pytest_minigram.coordination import WORKERINPUT_ADDRESS
 from pytest_minigram.plugin import hookspecs
 from pytest_minigram.plugin import options as plugin_options
 from pytest_minigram.plugin.baseline import Baseline
@@ -36,6 +37,7 @@ from pytest_minigram.plugin.xdist import XdistController, XdistWorker
 
 SETTINGS = pytest.StashKey[plugin_options.Settings]()
 WORKER = pytest.StashKey["XdistWorker | None"]()
+CONTROLLER = pytest.StashKey["XdistController | None"]()
 TMPDIR = pytest.StashKey[Path]()
 _SIGTERM = pytest.StashKey[SigtermAsInterrupt]()
 
@@ -85,11 +87,13 @@ def pytest_configure(config: pytest.Config) -> None:
     s = plugin_options.resolve(config)
     config.stash[SETTINGS] = s
     workerinput = getattr(config, "workerinput", None)
-    worker = XdistWorker(workerinput) if workerinput and "minigram_dir" in workerinput else None
+    worker = (XdistWorker(workerinput)
+              if workerinput and WORKERINPUT_ADDRESS in workerinput else None)
     config.stash[WORKER] = worker
+    config.stash[CONTROLLER] = None
     baseline = Baseline(s)
     config.stash[CONDUCTOR] = Conductor(config, s, worker)
-    verdicts = Verdicts(baseline, worker)
+    verdicts = Verdicts(baseline, worker, lambda: config.stash.get(CONTROLLER, None))
     pm = config.pluginmanager
     pm.register(verdicts, "minigram-verdicts")
     if worker is not None:
@@ -103,8 +107,12 @@ def pytest_configure(config: pytest.Config) -> None:
         if pm.has_plugin("xdist"):
             # Registered whether or not -n is given: xdist's own trylast pytest_configure may
             # not have registered its "dsession" yet. These hooks fire only on a controller.
-            pm.register(XdistController(config, lambda: session_tmpdir(config)),
-                        "minigram-xdist")
+            host, port = s.coordinator
+            controller = XdistController(
+                config, host, port, s.advertise,
+                lambda name: config.hook.pytest_minigram_provide(config=config, name=name))
+            config.stash[CONTROLLER] = controller
+            pm.register(controller, "minigram-xdist")
     for journeys in config.hook.pytest_minigram_add_journeys(config=config):
         for journey in journeys or ():
             from pytest_minigram.load.registry import register_journey
@@ -120,6 +128,12 @@ def _describe_targets(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    worker = config.stash.get(WORKER, None)
+    if worker is not None:
+        worker.close()
+    controller = config.stash.get(CONTROLLER, None)
+    if controller is not None:
+        controller.close()
     guard = config.stash.get(_SIGTERM, None)
     if guard is not None:
         guard.uninstall()
@@ -134,9 +148,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     scale = f"users x{s.users_factor:g}, rate x{s.rate_factor:g}, duration " + (
         f"{s.fixed_duration:g}s" if s.fixed_duration else f"x{s.duration_factor:g}")
     rounds = f"; {s.rounds} rounds per perf test" if s.rounds > 1 else ""
-    return [f"minigram: {scale}{rounds}",
-            f"minigram: generator processes: {workers or 1} "
-            f"({'xdist workers on this host' if workers else 'this process'})"]
+    specs = [str(t) for t in (config.getoption("tx", None) or [])]
+    if workers:
+        where = f"{workers} xdist workers on this host"
+    elif specs:
+        remote = sum(1 for t in specs if t.startswith("ssh") or "ssh=" in t)
+        where = (f"{len(specs)} xdist workers" + (f", {remote} over ssh" if remote else
+                                                   " on this host"))
+    else:
+        where = "1 (this process)"
+    return [f"minigram: {scale}{rounds}", f"minigram: generator processes: {where}"]
 
 
 @pytest.hookimpl(trylast=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from pytest_minigram.load import Closed, Journey, Open, RampingRate, Result, concat, merge, run
+from pytest_minigram.coordination import CoordinationError
+from pytest_minigram.load import Closed, Journey, Open, RampingRate, Result, concat, run
 from pytest_minigram.load import parse_duration as _parse_duration
 from pytest_minigram.load.registry import resolve_journey
 from pytest_minigram.load.workloads import Workload
@@ -160,31 +161,30 @@ class Conductor:
 
     def _run_round(self, item: pytest.Item, wl: Workload, j: Journey, url: str,
                    watched: Sequence[TargetInfo], options: dict[str, Any], key: str) -> Result:
-        """One run of the workload; under xdist, every worker's share, merged."""
+        """One run of the workload; under xdist, every worker's share, merged once by the
+        controller's coordinator."""
         still_ok: list[Callable[[], bool]] = [info.alive for info in watched]
-        if self.worker is not None and item.get_closest_marker("perf") is not None:
-            worker = self.worker
-            expected = (wl.planned_duration() or 600.0) + 60.0
-            rv = xdist.Rendezvous(worker.shared, key, worker.wid, worker.participants)
-            try:
-                index, shares = rv.arrive(timeout=BARRIER_TIMEOUT)
-            except xdist.DistributedError as exc:
-                raise pytest.fail.Exception(str(exc), pytrace=False) from None
-            item.stash[ROLE] = "leader" if rv.leader else "follower"
-            arrived = list(rv.arrived)
-            with LoadWatch([*still_ok, lambda: worker.peers_alive(arrived)]) as watch:
-                partial = run(wl.split(shares)[index], j, url, start_at=rv.start_at,
-                              seed=index, stop_event=watch.stop, **options)
-            watch.raise_if_interrupted(partial)
-            try:
-                parts = rv.exchange(partial.to_dict(), timeout=expected)
-            except xdist.DistributedError as exc:
-                raise pytest.fail.Exception(str(exc), pytrace=False) from None
-            return merge([Result.from_dict(p) for p in parts])
-        with LoadWatch(still_ok) as watch:
-            result = run(wl, j, url, stop_event=watch.stop, **options)
-        watch.raise_if_interrupted(result)
-        return result
+        if self.worker is None or item.get_closest_marker("perf") is None:
+            with LoadWatch(still_ok) as watch:
+                result = run(wl, j, url, stop_event=watch.stop, **options)
+            watch.raise_if_interrupted(result)
+            return result
+        health = [info.health_url for info in watched if info.health_url]
+        try:
+            with self.worker.client.arrive(self.worker.next_key(item.nodeid),
+                                           expected_duration=wl.planned_duration(),
+                                           health_urls=health) as load:
+                item.stash[ROLE] = "leader" if load.index == 0 else "follower"
+                with LoadWatch([*still_ok, lambda: not load.stop.is_set()]) as watch:
+                    partial = run(wl.split(load.count)[load.index], j, url,
+                                  start_at=load.start_at, seed=load.index,
+                                  stop_event=watch.stop, on_start=load.on_start,
+                                  on_second=load.on_second, **options)
+                if not load.stop.is_set():
+                    watch.raise_if_interrupted(partial)
+                return load.finish(partial)
+        except CoordinationError as exc:
+            raise pytest.fail.Exception(f"{key}: {exc}", pytrace=False) from None
 
 
 def _join(rounds: list[Result], targets: list[str]) -> Result:

@@ -69,24 +69,29 @@ def pytest_minigram_target_info(request: pytest.FixtureRequest, url: str,
     """
 
 
-@pytest.hookspec
-def pytest_minigram_xdist_needs(config: pytest.Config,
-                                items: list[pytest.Item]) -> list[str] | None:
-    """On each xdist worker after collection: what its tests need the controller to start.
+@pytest.hookspec(firstresult=True)
+def pytest_minigram_provide(config: pytest.Config, name: str) -> Any:
+    """On the xdist controller: start (once) what xdist workers ask for under ``name``.
 
-    Return names of your choosing (the Minigram harness returns ``stage:2`` and the like).
-    The controller receives the union before it dispatches any test.
-    """
+    A worker asks with ``pytest_minigram.plugin.xdist_worker(config).provided(name)``; the
+    first ask of a name calls this hook on the controller, in a thread of its own, and every
+    worker gets the same JSON-able answer. This is how a service is started once for all
+    workers, on whichever machines they run. The Minigram harness answers ``stage:2`` and the
+    like with the server's URLs.
 
+    Example (a conftest)::
 
-@pytest.hookspec
-def pytest_minigram_xdist_provide(config: pytest.Config,
-                                  needs: set[str]) -> dict[str, Any] | None:
-    """On the xdist controller, once, before any test runs: start what the workers need.
+        def pytest_minigram_provide(config, name):
+            if name == "my-service":
+                server = start_my_service()           # stopped in pytest_unconfigure
+                return {"url": server.url}
 
-    Return JSON-able values by name; a worker reads them with
-    ``pytest_minigram.plugin.xdist_worker(config).provided(name)``. This is how a service is
-    started once for all workers.
+        @pytest.fixture
+        def minigram_target(pytestconfig):
+            worker = xdist_worker(pytestconfig)
+            if worker is not None:
+                return worker.provided("my-service")["url"]
+            ...
     """
 
 

@@ -68,6 +68,13 @@ OPTIONS: tuple[Option, ...] = (
            "Report a gated metric that the comparison cannot judge (too few per-second "
            "windows, or more noise than its tolerance) as a warning instead of failing",
            flag=True, default=False),
+    Option("--minigram-coordinator", "minigram_coordinator",
+           "Address the xdist controller's coordinator listens on, HOST or HOST:PORT "
+           "(default: 127.0.0.1, a random port); one the workers reach with --tx ssh=...",
+           default="127.0.0.1", metavar="HOST[:PORT]"),
+    Option("--minigram-advertise", "minigram_advertise",
+           "Address the xdist workers use to reach the coordinator, when it is not the one "
+           "it listens on (for example when it listens on 0.0.0.0)", metavar="HOST"),
     Option("--minigram-results", "minigram_results",
            "Write this run's results file (versioned JSON, docs/results-file.md) to PATH",
            metavar="PATH"),
@@ -171,6 +178,8 @@ class Settings:
     compare_warn: bool = False
     benchmark_json: Path | None = None
     results: Path | None = None
+    coordinator: tuple[str, int] = ("127.0.0.1", 0)
+    advertise: str | None = None
 
 
 def _duration(raw: Any) -> tuple[float, float | None]:
@@ -213,4 +222,22 @@ def resolve(config: pytest.Config) -> Settings:
         compare_warn=bool(raw["--minigram-compare-warn"]),
         benchmark_json=Path(bench) if bench else None,
         results=Path(raw["--minigram-results"]) if raw["--minigram-results"] else None,
+        coordinator=_address(_opt("--minigram-coordinator"), raw["--minigram-coordinator"]),
+        advertise=str(raw["--minigram-advertise"]) if raw["--minigram-advertise"] else None,
     )
+
+
+def _address(opt: Option, value: Any) -> tuple[str, int]:
+    import ipaddress
+
+    text = str(value).strip()
+    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "0")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port or "0")
+        if not 0 <= number < 65536:
+            raise ValueError(port)
+    except ValueError:
+        raise usage_error(opt, value, "expected HOST or HOST:PORT with an IP address, such "
+                          "as 127.0.0.2 or 0.0.0.0:7777") from None
+    return host, number

@@ -30,13 +30,16 @@ class TargetInfo:
     ``urls``: round r of a load goes to ``urls[r % len(urls)]``. ``variant`` is recorded as
     the test's ``stage``. ``alive`` is polled during the load (cheaply: no HTTP request);
     ``check`` runs after it and raises `pytest_minigram.server.ServerDied` with the details.
-    ``pids`` are local processes whose CPU time the results record.
+    ``pids`` are local processes whose CPU time the results record. ``health_url`` (``GET``
+    answers below 500 while the service is up) is what the xdist controller polls while its
+    workers load the target: nothing about a server is checked by pid on another machine.
     """
 
     urls: list[str]
     variant: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
+    health_url: str | None = None  # polled by the xdist controller during distributed loads
     alive: Callable[[], bool] = _always_alive
     check: Callable[[], None] = _no_check
 

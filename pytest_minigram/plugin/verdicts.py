@@ -1,13 +1,14 @@
 """A perf test's verdict: its thresholds, its gate against the baseline, its JUnit properties.
 
 The verdict is set on the call report, so that the terminal, the exit code and JUnit XML
-agree. Under xdist every worker runs a perf test and sees the same merged result; the
-leader's report speaks for it and the others' are dropped (see `xdist`).
+agree. Under xdist every worker runs a perf test and judges the same merged result; the
+controller reports it once (see `xdist`). A session that collected perf tests and ran none
+fails.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -22,10 +23,15 @@ JUNIT_METRICS = ("throughput", "error_rate", "p50", "p95", "p99", "apdex_score",
 
 
 class Verdicts:
-    def __init__(self, baseline: Baseline, worker: xdist.XdistWorker | None) -> None:
+    def __init__(self, baseline: Baseline, worker: xdist.XdistWorker | None,
+                 controller: Callable[[], xdist.XdistController | None]) -> None:
         self.baseline = baseline
         self.worker = worker
+        self.controller = controller
+        self.none_ran = ""
         self.records: list[PerfRecord] = []  # on the controller (or without xdist)
+        self.collected_perf: set[str] = set()  # without xdist; the controller asks the workers
+        self.ran_perf: set[str] = set()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item,
@@ -33,8 +39,7 @@ class Verdicts:
         rep = yield
         if item.get_closest_marker("perf") is None and RECORDS not in item.stash:
             return rep
-        role = item.stash.get(ROLE, None) or (
-            self.worker.static_role() if self.worker is not None else "single")
+        role = item.stash.get(ROLE, "single")
         records = item.stash.get(RECORDS, [])
         if rep.when == "call":
             self._judge(item, rep, records)
@@ -85,11 +90,35 @@ class Verdicts:
                     props.append((f"{name}_status", "regression" if change.get("regression")
                                   else "cannot judge" if change.get("cannot_judge") else "ok"))
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        self.collected_perf = set(xdist.perf_ids(items))
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         info = getattr(report, xdist.REPORT_ATTR, None)
-        if self.worker is not None or not isinstance(info, dict) or info.get("role") == "follower":
+        if self.worker is not None or not isinstance(info, dict):
             return
+        if report.when == "call" or report.outcome != "passed":
+            self.ran_perf.add(report.nodeid)
         for entry in info.get("records", []):
             record = PerfRecord.from_entry(entry)
             record.verdict = record.verdict or report.outcome
             self.records.append(record)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker is not None:
+            return
+        controller = self.controller()
+        collected = (controller.collected_perf() if controller is not None and controller.active
+                     else self.collected_perf)
+        if collected and not self.ran_perf:
+            self.none_ran = (f"{len(collected)} perf test(s) were collected and none ran: "
+                             "nothing was judged")
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.none_ran:
+            terminalreporter.write_line(f"minigram: ERROR: {self.none_ran}", red=True,
+                                        bold=True)

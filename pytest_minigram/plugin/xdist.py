@@ -1,199 +1,265 @@
-"""Running one perf test on every xdist worker at once.
+"""Running one perf test on every xdist worker at once, coordinated by the controller.
 
-The only module that knows xdist.
+The only module that knows xdist, and the plugin's only user of `pytest_minigram.coordination`.
+The controller opens a `Coordinator` (address and a random per-session secret go to the
+workers in ``workerinput``); each worker joins it, tells it the perf tests it collected, asks
+it for what it provides (the servers it starts once for all workers), and meets the others
+at every load call. The controller merges each load once and every worker judges the same
+merged result. Perf tests are sent to every worker; the controller holds each perf test's
+reports until every worker that ran it has reported, then reports it once: failed if it
+failed anywhere, naming the worker.
 
-The controller and its workers share a directory (passed in ``workerinput``). Workers register
-their pid there, list their perf items at collection, meet at a per-test barrier, and leave their
-partial results for each other. Every worker then merges the same partials, so every worker sees
-the same merged result; only one of them (the leader) reports the verdict.
-
-It imports xdist only when ``-n`` is on. `XdistWorker` is a worker's side of it,
-`XdistController` the controller's hooks.
+Supported ``--dist`` modes: ``load`` (the default with ``-n``) and ``each``; the modes that
+send a test to one worker only (``loadfile``, ``loadscope``, ``loadgroup``, ``worksteal``) are
+refused when the session has perf tests.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-START_DELAY = 0.5  # seconds between the last arrival at a barrier and the common start
+from pytest_minigram.coordination import (
+    CoordinationError,
+    Coordinator,
+    LoadKey,
+    WorkerClient,
+)
+
+REPORT_ATTR = "minigram"  # the attribute of a test report that carries its perf records
+SUPPORTED_DIST = ("load", "each")
+COLLECTION_TIMEOUT = 60.0
 
 
 class DistributedError(Exception):
     """A perf test could not run on all workers together."""
 
 
-def worker_number(wid: str) -> int:
-    m = re.search(r"(\d+)$", wid)
-    return int(m.group(1)) if m else 0
+def perf_ids(items: Sequence[pytest.Item]) -> list[str]:
+    return [item.nodeid for item in items if item.get_closest_marker("perf") is not None]
 
 
-def _atomic_write(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+def refuse_dist(dist: str, perf: Sequence[str]) -> None:
+    if perf and dist not in SUPPORTED_DIST:
+        raise pytest.UsageError(
+            f"--dist {dist}: pytest-minigram runs each perf test on every xdist worker at "
+            f"once (the workers are its users), which --dist {dist} cannot do; use --dist load "
+            f"(the default with -n) or --dist each. Perf tests here: {', '.join(perf[:3])}"
+            + (" ..." if len(perf) > 3 else ""))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+class XdistWorker:
+    """A worker's side: its connection to the coordinator, one load key per load call."""
 
+    def __init__(self, workerinput: dict[str, Any]) -> None:
+        self.wid = str(workerinput["workerid"])
+        self.client = WorkerClient.from_worker_input(workerinput, self.wid).connect()
+        self._calls: dict[str, int] = {}
 
-class SharedDir:
-    """The directory layout shared by the controller and its workers."""
+    def next_key(self, nodeid: str) -> LoadKey:
+        """Every load call of a test is its own rendezvous: (test id, call index)."""
+        index = self._calls.get(nodeid, 0)
+        self._calls[nodeid] = index + 1
+        return (nodeid, index)
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-
-    def _ensure(self, *parts: str) -> Path:
-        p = self.path.joinpath(*parts)
-        p.mkdir(parents=True, exist_ok=True)
-        return p
-
-    # workers
-    def register_worker(self, wid: str, pid: int | None = None) -> None:
-        _atomic_write(self._ensure("workers") / f"{wid}.json", {"pid": pid or os.getpid()})
-
-    def worker_dead(self, wid: str) -> bool:
-        """True when the worker registered and its process is gone."""
-        f = self.path / "workers" / f"{wid}.json"
+    def provided(self, name: str) -> Any:
+        """What the controller's ``pytest_minigram_provide`` gives for ``name``."""
         try:
-            pid = json.loads(f.read_text())["pid"]
-        except (OSError, ValueError, KeyError):
-            return False
-        return not _pid_alive(int(pid))
+            return self.client.ask(name)
+        except CoordinationError as exc:
+            raise DistributedError(str(exc)) from None
 
-    # collection
-    def write_collection(self, wid: str, perf: dict[str, str | None], needs: set[str]) -> None:
-        """Record a worker's perf items (node id -> stage) and what its items need from the
-        controller (names a harness chose, such as ``stage:2``)."""
-        _atomic_write(self._ensure("collection") / f"{wid}.json",
-                      {"perf": perf, "needs": sorted(needs)})
+    def close(self) -> None:
+        self.client.close()
 
-    def read_collection(self) -> tuple[dict[str, str | None], set[str]]:
-        perf: dict[str, str | None] = {}
-        needs: set[str] = set()
-        folder = self.path / "collection"
-        for f in sorted(folder.glob("*.json")) if folder.exists() else []:
-            data = json.loads(f.read_text())
-            perf.update(data["perf"])
-            needs.update(data["needs"])
-        return perf, needs
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        self.client.collected(perf_ids(items))
 
-    # what the controller provides (the servers it started)
-    def write_provided(self, provided: dict[str, Any]) -> None:
-        self._ensure()
-        _atomic_write(self.path / "provided.json", provided)
-
-    def read_provided(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads((self.path / "provided.json").read_text())
-        except FileNotFoundError:
-            return {}
-        return data
-
-    def test_dir(self, nodeid: str) -> Path:
-        return self._ensure("tests", hashlib.sha1(nodeid.encode()).hexdigest()[:16])
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Any:
+        rep = yield
+        if rep.failed and item.get_closest_marker("perf") is not None:
+            # the others are told at once: a load they wait for will never start
+            what = {"setup": "setup error", "teardown": "teardown error"}.get(rep.when,
+                                                                                "failure")
+            self.client.fail(item.nodeid, f"{what} on worker {self.wid}: "
+                             f"{_short(rep.longreprtext)}")
+        return rep
 
 
-class Rendezvous:
-    """One perf test's meeting of the workers: barrier, shares, partial results."""
+def _short(text: str, limit: int = 300) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else "(no detail)"
+    return last if len(last) <= limit else last[:limit] + "..."
 
-    def __init__(self, shared: SharedDir, nodeid: str, wid: str, participants: Sequence[str],
-                 *, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.shared = shared
-        self.dir = shared.test_dir(nodeid)
-        self.wid = wid
-        self.participants = sorted(participants, key=worker_number)
-        self.sleep = sleep
-        self.arrived: list[str] = []
-        self.start_at = 0.0
 
-    def _files(self, prefix: str) -> dict[str, Path]:
-        return {p.stem[len(prefix):]: p for p in self.dir.glob(f"{prefix}*.json")}
+def _is_perf_report(rep: Any) -> bool:
+    return isinstance(getattr(rep, REPORT_ATTR, None), dict)
 
-    def _missing(self, have: dict[str, Path], expected: Sequence[str]) -> list[str]:
-        return [w for w in expected if w not in have and not self.shared.worker_dead(w)]
 
-    def arrive(self, timeout: float) -> tuple[int, int]:
-        """Wait for every live participant; return (my share index, number of shares)."""
-        _atomic_write(self.dir / f"arrive-{self.wid}.json", {"time": time.time()})
-        deadline = time.monotonic() + timeout
-        while True:
-            have = self._files("arrive-")
-            missing = self._missing(have, self.participants)
-            if not missing:
-                break
-            if time.monotonic() > deadline:
-                raise DistributedError(
-                    f"barrier timeout after {timeout:.0f}s: worker(s) {', '.join(missing)} did "
-                    "not reach this perf test (busy with a long test, or stuck)")
-            self.sleep(0.02)
-        self.arrived = sorted(have, key=worker_number)
-        times = [json.loads(have[w].read_text())["time"] for w in self.arrived]
-        self.start_at = max(times) + START_DELAY
-        return self.arrived.index(self.wid), len(self.arrived)
+class ReportCombiner:
+    """Holds a perf test's reports until every worker that ran it has reported, then emits one.
+
+    Passed only when it passed everywhere; otherwise the (first) failure, naming its worker.
+    A worker that goes down counts as a failure of the tests it had not reported.
+    """
+
+    def __init__(self, emit: Callable[[Any, Any], None]) -> None:
+        self.emit = emit  # DSession.worker_testreport(node, rep)
+        self.live: dict[str, Any] = {}  # worker id -> node
+        self.pending: dict[tuple[str, str], dict[str, Any]] = {}
+        self.emitted_perf = 0
+        # every phase of a test is emitted as from one worker: JUnit keys a test case by its
+        # node id and worker, and one test must be one test case
+        self.canonical: dict[str, Any] = {}
+
+    def add(self, node: Any, rep: Any) -> None:
+        if not _is_perf_report(rep):
+            self.emit(node, rep)
+            return
+        wid = str(node.gateway.id)
+        self.pending.setdefault((rep.nodeid, rep.when), {})[wid] = (node, rep)
+        self._flush()
+
+    def node_down(self, node: Any, why: str) -> None:
+        wid = str(node.gateway.id)
+        self.live.pop(wid, None)
+        for reports in self.pending.values():
+            if wid not in reports:
+                reports[f"{wid} (down)"] = (node, why)
+        self._flush()
+
+    def _flush(self) -> None:
+        for key in list(self.pending):
+            if set(self.live) <= {w.split(" ")[0] for w in self.pending[key]}:
+                self._emit(self.pending.pop(key))
+
+    def _emit(self, reports: dict[str, Any]) -> None:
+        real = [(w, n, r) for w, (n, r) in reports.items() if not isinstance(r, str)]
+        down = [(w, r) for w, (_, r) in reports.items() if isinstance(r, str)]
+        if not real:
+            return
+        failed = [(w, n, r) for w, n, r in real if r.failed]
+        wid, node, rep = failed[0] if failed else real[0]
+        if failed:
+            others = [w for w, _, _ in failed[1:]]
+            rep.longrepr = (f"[on xdist worker {wid}"
+                            + (f"; also failed on {', '.join(others)}" if others else "")
+                            + f"]\n{rep.longreprtext}")
+        elif down and rep.when == "call":
+            rep.outcome = "failed"
+            rep.longrepr = "; ".join(f"xdist worker {w.split(' ')[0]} {why}" for w, why in down)
+        if rep.when == "call":
+            self.emitted_perf += 1
+        self.emit(self.canonical.setdefault(rep.nodeid, node), rep)
+
+
+class XdistController:
+    """Controller-side xdist wiring: the coordinator, the scheduler, one report per test."""
+
+    def __init__(self, config: pytest.Config, host: str, port: int, advertise: str | None,
+                 provide: Callable[[str], Any]) -> None:
+        self.config = config
+        self.host, self.port, self.advertise = host, port, advertise
+        self.provide = provide
+        self._coordinator: Coordinator | None = None
+        self.combiner: ReportCombiner | None = None
+        self.workers: list[str] = []
 
     @property
-    def leader(self) -> bool:
-        return bool(self.arrived) and self.arrived[0] == self.wid
+    def coordinator(self) -> Coordinator:
+        if self._coordinator is None:
+            self._coordinator = Coordinator(self.host, self.port, provide=self.provide).start()
+        return self._coordinator
 
-    def exchange(self, partial: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
-        """Leave my partial result and collect everyone's, in worker order."""
-        _atomic_write(self.dir / f"partial-{self.wid}.json", partial)
-        deadline = time.monotonic() + timeout
-        while True:
-            have = self._files("partial-")
-            waiting = [w for w in self.arrived if w not in have]
-            dead = [w for w in waiting if self.shared.worker_dead(w)]
-            if dead:
-                raise DistributedError(
-                    f"worker(s) {', '.join(dead)} crashed during this perf test; their partial "
-                    "results are missing, so the merged result would be wrong")
-            if not waiting:
-                return [json.loads(have[w].read_text()) for w in self.arrived]
-            if time.monotonic() > deadline:
-                raise DistributedError(f"timeout after {timeout:.0f}s waiting for the partial "
-                                       f"results of worker(s) {', '.join(waiting)}")
-            self.sleep(0.02)
+    @property
+    def active(self) -> bool:
+        return self._coordinator is not None
+
+    def describe(self) -> str:
+        """``2 workers on this host`` / ``4 workers over ssh``, for the header and the results."""
+        specs = [str(s) for s in (self.config.getoption("tx", None) or [])]
+        n = len(self.workers)
+        if any(s.startswith("ssh") for s in specs):
+            return f"{n} workers over ssh"
+        return f"{n} workers on this host"
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        dsession = session.config.pluginmanager.getplugin("dsession")
+        if dsession is not None:
+            original = dsession.worker_testreport
+
+            def emit(node: Any, rep: Any) -> None:
+                original(node=node, rep=rep)
+
+            self.combiner = ReportCombiner(emit)
+            combiner = self.combiner
+
+            def worker_testreport(node: Any, rep: Any) -> None:
+                combiner.add(node, rep)
+
+            dsession.worker_testreport = worker_testreport
+
+    def pytest_configure_node(self, node: Any) -> None:
+        wid = str(node.workerinput["workerid"])
+        self.coordinator.expect(wid)
+        self.workers.append(wid)
+        if self.combiner is not None:
+            self.combiner.live[wid] = node
+        node.workerinput.update(self.coordinator.worker_input(self.advertise))
+
+    def pytest_testnodeready(self, node: Any) -> None:
+        if self.combiner is not None:
+            self.combiner.live[str(node.gateway.id)] = node
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        wid = str(node.gateway.id)
+        if self._coordinator is not None:
+            self._coordinator.forget(wid)
+        if self.combiner is not None:
+            self.combiner.node_down(node, f"went down ({error})" if error else "went down")
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        """Refuse a --dist mode that cannot run perf tests on every worker, before any runs."""
+        dist = str(self.config.getoption("dist"))
+        if dist in SUPPORTED_DIST:
+            return
+        wid = str(node.gateway.id)
+        collected = self.coordinator.wait_collected([wid], COLLECTION_TIMEOUT)
+        refuse_dist(dist, collected.get(wid, []))
+
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if config.getoption("dist") != "load":
+            return None
+        return make_scheduler(config, log, self._perf_of)
+
+    def _perf_of(self, workers: Sequence[str]) -> set[str]:
+        started = time.monotonic()
+        collected = self.coordinator.wait_collected(workers, COLLECTION_TIMEOUT)
+        perf = {nodeid for ids in collected.values() for nodeid in ids}
+        if perf and time.monotonic() - started > 1:
+            print(f"minigram: waited {time.monotonic() - started:.1f}s for the workers' "
+                  "collections")
+        return perf
+
+    def collected_perf(self) -> set[str]:
+        if self._coordinator is None:
+            return set()
+        return {nodeid for ids in self._coordinator.collected().values() for nodeid in ids}
+
+    def close(self) -> None:
+        if self._coordinator is not None:
+            self._coordinator.close()
+            self._coordinator = None
 
 
-def drop_reports(dsession: Any, drop: Callable[[Any], bool]) -> None:
-    """Keep the controller from seeing some worker reports at all.
-
-    Every worker runs a perf test, but only the leader's report should reach the terminal,
-    the exit code and JUnit. xdist hands each worker report to ``DSession.worker_testreport``,
-    which calls ``pytest_runtest_logreport``; a report dropped here is never logged anywhere,
-    while the scheduler still learns that the item finished (a separate event).
-    """
-    original = dsession.worker_testreport
-
-    def worker_testreport(node: Any, rep: Any) -> None:
-        if not drop(rep):
-            original(node=node, rep=rep)
-
-    dsession.worker_testreport = worker_testreport
-
-
-def make_scheduler(config: Any, log: Any, shared: SharedDir,
-                   before_dispatch: Callable[[dict[str, str | None], set[str]], None]) -> Any:
+def make_scheduler(config: Any, log: Any, perf_of: Callable[[Sequence[str]], set[str]]) -> Any:
     """An xdist scheduler that gives every worker all perf items first, then load-balances."""
     from xdist.scheduler import LoadScheduling
 
@@ -212,8 +278,7 @@ def make_scheduler(config: Any, log: Any, shared: SharedDir,
             self.collection = next(iter(self.node2collection.values()))
             if not self.collection:
                 return
-            perf, needs = shared.read_collection()
-            before_dispatch(perf, needs)
+            perf = perf_of([str(node.gateway.id) for node in self.nodes])
             self.perf_indices = {i for i, nid in enumerate(self.collection) if nid in perf}
             ordered = sorted(self.perf_indices)
             self.pending[:] = [i for i in range(len(self.collection))
@@ -246,96 +311,3 @@ def make_scheduler(config: Any, log: Any, shared: SharedDir,
             return crashitem
 
     return PerfScheduling(config, log)
-
-
-REPORT_ATTR = "minigram"  # the attribute of a test report that carries its perf records
-
-
-def is_follower_report(report: Any) -> bool:
-    info = getattr(report, REPORT_ATTR, None)
-    return isinstance(info, dict) and info.get("role") == "follower"
-
-
-class XdistWorker:
-    """A worker's view: its id, its peers, the shared directory, its role per perf test."""
-
-    def __init__(self, workerinput: dict[str, Any]) -> None:
-        self.shared = SharedDir(workerinput["minigram_dir"])
-        self.wid = str(workerinput["workerid"])
-        self.participants = [f"gw{i}" for i in range(int(workerinput["workercount"]))]
-        self.shared.register_worker(self.wid)
-
-    def leader(self) -> str | None:
-        """The worker that reports for a perf test: the lowest-numbered live one."""
-        live = [w for w in self.participants if not self.shared.worker_dead(w)]
-        return live[0] if live else None
-
-    def static_role(self) -> str:
-        return "leader" if self.leader() == self.wid else "follower"
-
-    def peers_alive(self, peers: Sequence[str]) -> bool:
-        return not any(self.shared.worker_dead(w) for w in peers if w != self.wid)
-
-    def provided(self, name: str) -> Any:
-        """What the controller's ``pytest_minigram_xdist_provide`` returned for ``name``."""
-        provided = self.shared.read_provided()
-        if name not in provided:
-            raise DistributedError(f"the xdist controller provided no {name!r}")
-        return provided[name]
-
-    def pytest_collection_modifyitems(self, config: pytest.Config,
-                                      items: list[pytest.Item]) -> None:
-        perf: dict[str, str | None] = {}
-        for item in items:
-            if item.get_closest_marker("perf") is not None:
-                callspec = getattr(item, "callspec", None)
-                stage = callspec.params.get("minigram_stage") if callspec else None
-                perf[item.nodeid] = None if stage is None else str(stage)
-        needs: set[str] = set()
-        for answer in config.hook.pytest_minigram_xdist_needs(config=config, items=items):
-            needs.update(answer or ())
-        self.shared.write_collection(self.wid, perf, needs)
-
-
-class XdistController:
-    """Controller-side xdist wiring: a shared directory, the scheduler, what it provides."""
-
-    def __init__(self, config: pytest.Config, tmpdir: Callable[[], Path]) -> None:
-        self.config = config
-        self._tmpdir = tmpdir
-        self._shared: SharedDir | None = None
-        self.active = False  # set once xdist configures a worker node
-
-    @property
-    def shared(self) -> SharedDir:
-        if self._shared is None:
-            self._shared = SharedDir(self._tmpdir() / "xdist")
-            self._shared.path.mkdir(parents=True, exist_ok=True)
-        return self._shared
-
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        dsession = session.config.pluginmanager.getplugin("dsession")
-        if dsession is not None:
-            # Every worker ran the perf test and saw the same merged result; only the
-            # leader's reports speak for it.
-            drop_reports(dsession, is_follower_report)
-
-    def pytest_configure_node(self, node: Any) -> None:
-        self.active = True
-        node.workerinput["minigram_dir"] = str(self.shared.path)
-
-    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
-        if config.getoption("dist") != "load":
-            return None
-
-        def before_dispatch(perf: dict[str, str | None], needs: set[str]) -> None:
-            started = time.monotonic()
-            provided: dict[str, Any] = {}
-            for answer in config.hook.pytest_minigram_xdist_provide(config=config,
-                                                                    needs=needs):
-                provided.update(answer or {})
-            self.shared.write_provided(provided)
-            if needs:
-                log(f"minigram: controller ready in {time.monotonic() - started:.1f}s")
-
-        return make_scheduler(config, log, self.shared, before_dispatch)
