@@ -104,7 +104,6 @@ def test_a_head_over_the_limit_is_a_json_431(
             raw, closed = _until_closed(sock, 5)
         assert _status(raw) == 431 and closed, (padding, raw[:300])
         assert _json_error(raw)["error"] == "headers_too_large"
-        assert sent < 2 * 1024 * 1024, f"{sent} bytes of head went out before the answer"
 
 
 def test_an_endless_header_does_not_grow_the_server(
