@@ -54,8 +54,8 @@ def media_type(request: Request) -> str:
 
 
 async def json_body(request: Request) -> JSON:
-    """The body as a JSON object: 415 for another content type, 400 if malformed, 422 if not
-    an object."""
+    """The body as a JSON object: 415 for another content type, 400 if malformed (or nested
+    too deeply for the parser), 422 if not an object."""
     kind = media_type(request)
     if kind != "application/json" and not kind.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
@@ -64,6 +64,8 @@ async def json_body(request: Request) -> JSON:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise invalid("body", "must be a JSON object")
     return data
