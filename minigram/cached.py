@@ -10,7 +10,7 @@ key                         value                                   invalidated 
 ``photo:<id>``              photo metadata (immutable)              delete
 ``likes:<id>``              like count                              like, unlike, delete
 ``liked:<user>:<id>``       ``1`` / ``0``                           that user's like / unlike
-``profile:<name>``          profile with counts                     follow, unfollow, upload,
+``profile:<folded name>``   profile with counts                     follow, unfollow, upload,
                                                                     delete
 ``feedver:<user>``          version of that user's feed             bumped by follow/unfollow
                                                                     (by the user), and by
@@ -41,6 +41,7 @@ from minigram.cache import Cache
 from minigram.db import Database
 from minigram.media import MediaStore
 from minigram.settings import Settings
+from minigram.usernames import fold
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -110,7 +111,7 @@ async def user_for_token(ctx: Context, digest: str) -> tuple[int, str] | None:
 
 
 async def profile(ctx: Context, username: str) -> dict[str, Any] | None:
-    key = f"profile:{username}"
+    key = f"profile:{fold(username)}"
     (raw,) = await ctx.cache.get_many([key])
     if raw is not None:
         return dict(json.loads(raw))
@@ -217,7 +218,7 @@ async def likes_changed(ctx: Context, user_id: int, photo_id: int) -> None:
 
 
 async def follows_changed(ctx: Context, user_id: int, username: str, target: str) -> None:
-    await ctx.cache.delete([f"profile:{username}", f"profile:{target}"])
+    await ctx.cache.delete([f"profile:{fold(username)}", f"profile:{fold(target)}"])
     await ctx.cache.bump([f"feedver:{user_id}"])
 
 
@@ -226,5 +227,5 @@ async def photos_changed(
 ) -> None:
     """A photo was added (or deleted, with ``photo_id``): the owner's followers' feeds move."""
     gone = [f"photo:{photo_id}", f"likes:{photo_id}"] if photo_id is not None else []
-    await ctx.cache.delete([f"profile:{owner}", *gone])
+    await ctx.cache.delete([f"profile:{fold(owner)}", *gone])
     await ctx.cache.bump([f"feedver:{f}" for f in followers])

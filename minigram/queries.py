@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, tuple_
 
 from minigram.models import follows, likes, photos, tokens, users
+from minigram.usernames import fold
 
 #: Photo metadata as the API shows it, minus the per-viewer ``likes`` / ``liked``.
 PhotoMeta = dict[str, Any]
@@ -31,16 +32,20 @@ def iso(value: dt.datetime) -> str:
 # --- users and tokens ------------------------------------------------------------------
 
 
+def _named(username: str) -> Any:
+    """The condition "is the account ``username`` names", whatever its case (uses the unique
+    index on ``lower(username)``)."""
+    return func.lower(users.c.username) == fold(username)
+
+
 def user_by_name(conn: Connection, username: str) -> Any:
     return conn.execute(
-        select(users.c.id, users.c.username, users.c.password_hash).where(
-            users.c.username == username
-        )
+        select(users.c.id, users.c.username, users.c.password_hash).where(_named(username))
     ).first()
 
 
 def user_id_by_name(conn: Connection, username: str) -> int | None:
-    return conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+    return conn.execute(select(users.c.id).where(_named(username))).scalar()
 
 
 def create_user(conn: Connection, username: str, password_hash: str) -> int:
@@ -69,21 +74,21 @@ def delete_token(conn: Connection, digest: str) -> None:
 
 
 def profile(conn: Connection, username: str) -> dict[str, Any] | None:
-    user_id = user_id_by_name(conn, username)
-    if user_id is None:
+    user = conn.execute(select(users.c.id, users.c.username).where(_named(username))).first()
+    if user is None:
         return None
     followers = conn.execute(
-        select(func.count()).select_from(follows).where(follows.c.followee_id == user_id)
+        select(func.count()).select_from(follows).where(follows.c.followee_id == user.id)
     ).scalar_one()
     following = conn.execute(
-        select(func.count()).select_from(follows).where(follows.c.follower_id == user_id)
+        select(func.count()).select_from(follows).where(follows.c.follower_id == user.id)
     ).scalar_one()
     count = conn.execute(
-        select(func.count()).select_from(photos).where(photos.c.owner_id == user_id)
+        select(func.count()).select_from(photos).where(photos.c.owner_id == user.id)
     ).scalar_one()
     return {
-        "id": user_id,
-        "username": username,
+        "id": user.id,
+        "username": user.username,
         "followers": followers,
         "following": following,
         "photos": count,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from starlette.requests import Request
@@ -12,8 +11,8 @@ from minigram import cached
 from minigram.auth import token_digest
 from minigram.errors import ApiError, invalid, not_found
 from minigram.types import JSON, User
+from minigram.usernames import canonical
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{3,30}$")
 #: The largest JSON body any endpoint reads.
 JSON_LIMIT = 64 * 1024
 #: Ids are 32-bit on PostgreSQL: a larger one cannot exist (and must not reach the driver).
@@ -137,7 +136,10 @@ def photo_id(request: Request) -> int:
 
 
 def username_param(request: Request) -> str:
+    """The ``{name}`` of the path, normalised (`minigram.usernames`); 404 if no user could
+    have it."""
     name = str(request.path_params["name"])
-    if not USERNAME_RE.match(name):
-        raise not_found(f"no user {name!r}")
-    return name
+    found = canonical(name)
+    if found is None:
+        raise not_found(f"no user {name[:64]!r}")
+    return found

@@ -9,7 +9,6 @@ from starlette.responses import JSONResponse, Response
 
 from minigram import cached, queries
 from minigram.api._common import (
-    USERNAME_RE,
     json_body,
     require_user,
     string_field,
@@ -24,6 +23,7 @@ from minigram.auth import (
 )
 from minigram.errors import ApiError, invalid, not_found
 from minigram.security import client_ip, login_limiter
+from minigram.usernames import canonical
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 
@@ -35,13 +35,14 @@ def _taken(username: str) -> ApiError:
 async def register(request: Request) -> Response:
     ctx = cached.context(request)
     body = await json_body(request)
-    username = string_field(body, "username")
+    username = canonical(string_field(body, "username"))
     password = string_field(body, "password")
-    if not USERNAME_RE.match(username):
+    if username is None:
         raise invalid("username", "must be 3-30 characters: letters, digits and underscores")
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise invalid("password", f"must be {PASSWORD_MIN}-{PASSWORD_MAX} characters")
-    # Refuse a taken name before paying for the hash; the insert still decides races.
+    # Refuse a taken name (in any case) before paying for the hash; the unique index on the
+    # folded name still decides races.
     if await ctx.read(queries.user_id_by_name, username) is not None:
         raise _taken(username)
     hashed = await run_in_threadpool(hash_password, password, ctx.settings.bcrypt_rounds)
@@ -60,8 +61,9 @@ async def login(request: Request) -> Response:
     limiter, ip = login_limiter(request), client_ip(request)
     limiter.check(username, ip)
     user = None
-    if USERNAME_RE.match(username) and len(password) <= PASSWORD_MAX:
-        user = await ctx.read(queries.user_by_name, username)
+    name = canonical(username)
+    if name is not None and len(password) <= PASSWORD_MAX:
+        user = await ctx.read(queries.user_by_name, name)
     rounds = ctx.settings.bcrypt_rounds
     if user is None:
         # Same cost as a real check, so the answer time does not tell which names exist.
