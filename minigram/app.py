@@ -11,12 +11,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from minigram import metrics
-from minigram.api import feed, health, photos, social, users
+from minigram.api import feed, health, photos, sessions, social, users
 from minigram.auth import dummy_hash
 from minigram.cache import create_cache
 from minigram.cached import Context
 from minigram.db import Database
 from minigram.errors import EXCEPTION_HANDLERS
+from minigram.login_limits import create_limiter
 from minigram.media import MediaStore
 from minigram.openapi import openapi_json
 from minigram.security import BodyGuardMiddleware, SecurityHeadersMiddleware
@@ -26,8 +27,8 @@ from minigram.timing import ServerTimingMiddleware
 
 ROUTES = [
     Route("/api/register", users.register, methods=["POST"], name="register"),
-    Route("/api/login", users.login, methods=["POST"], name="login"),
-    Route("/api/logout", users.logout, methods=["POST"], name="logout"),
+    Route("/api/login", sessions.login, methods=["POST"], name="login"),
+    Route("/api/logout", sessions.logout, methods=["POST"], name="logout"),
     Route("/api/photos", photos.upload, methods=["POST"], name="upload"),
     Route("/api/photos/{id:int}", photos.photo, methods=["GET"], name="photo"),
     Route("/api/photos/{id:int}", photos.delete_photo, methods=["DELETE"], name="delete_photo"),
@@ -61,9 +62,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         cache = create_cache(settings)
         await run_in_threadpool(dummy_hash, settings.bcrypt_rounds)
         app.state.minigram = Context(settings=settings, db=db, cache=cache, media=media)
+        app.state.login_limiter = limiter = create_limiter(settings)
         try:
             yield
         finally:
+            await limiter.close()
             await cache.close()
             db.dispose()
 
