@@ -90,19 +90,9 @@ def check_text(name: str, value: str) -> None:
         raise invalid(name, "must be valid Unicode text") from None
 
 
-async def authenticate(request: Request, *, required: bool = True) -> User | None:
-    """The caller named by ``Authorization: Bearer <token>`` (401 if missing or bad)."""
-    header = request.headers.get("authorization")
-    if not header:
-        if not required:
-            return None
-        raise ApiError(
-            401,
-            "unauthorized",
-            "log in and send Authorization: Bearer <token>",
-            {"WWW-Authenticate": "Bearer"},
-        )
-    scheme, _, token = header.partition(" ")
+def bearer_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer <token>`` (401 if the header is malformed)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 256:
         raise ApiError(
@@ -111,12 +101,28 @@ async def authenticate(request: Request, *, required: bool = True) -> User | Non
             "expected Authorization: Bearer <token>",
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    found = await cached.user_for_token(cached.context(request), token_digest(token))
+    return token
+
+
+async def authenticate(request: Request, *, required: bool = True) -> User | None:
+    """The caller named by ``Authorization: Bearer <token>`` (401 if missing, bad, revoked
+    or expired)."""
+    if not request.headers.get("authorization"):
+        if not required:
+            return None
+        raise ApiError(
+            401,
+            "unauthorized",
+            "log in and send Authorization: Bearer <token>",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    digest = token_digest(bearer_token(request))
+    found = await cached.user_for_token(cached.context(request), digest)
     if found is None:
         raise ApiError(
             401,
             "invalid_token",
-            "the token is unknown or was revoked",
+            "the token is unknown, revoked or expired",
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     return User(*found)

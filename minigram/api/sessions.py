@@ -1,7 +1,8 @@
-"""Sessions: log in (throttled by `minigram.login_limits`), log out."""
+"""Sessions: log in (throttled by `minigram.login_limits`), log out, log out everywhere."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from minigram import cached, queries
-from minigram.api._common import json_body, require_user, string_field
+from minigram.api._common import bearer_token, json_body, require_user, string_field
 from minigram.api.users import PASSWORD_MAX
 from minigram.auth import dummy_hash, new_token, token_digest, verify_password
 from minigram.errors import ApiError
@@ -66,15 +67,24 @@ async def login(request: Request) -> Response:
         raise ApiError(401, "invalid_credentials", "wrong username or password")
     await limiter.succeeded(attempt)
     token = new_token()
-    await ctx.write(queries.create_token, token_digest(token), user.id)
+    expired = queries.utcnow() - dt.timedelta(seconds=ctx.settings.token_ttl)
+    await ctx.write(queries.create_token, token_digest(token), user.id, expired)
     return JSONResponse({"token": token, "user": {"id": user.id, "username": user.username}})
 
 
 async def logout(request: Request) -> Response:
     ctx = cached.context(request)
     await require_user(request)
-    token = request.headers["authorization"].partition(" ")[2].strip()
-    digest = token_digest(token)
+    digest = token_digest(bearer_token(request))
     await ctx.write(queries.delete_token, digest)
-    await cached.token_revoked(ctx, digest)
+    await cached.tokens_revoked(ctx, [digest])
     return JSONResponse({"logged_out": True})
+
+
+async def logout_all(request: Request) -> Response:
+    """Revoke every token of the caller, this one included, in every worker's cache."""
+    ctx = cached.context(request)
+    user = await require_user(request)
+    digests = await ctx.write(queries.delete_tokens_of, user.id)
+    await cached.tokens_revoked(ctx, digests)
+    return JSONResponse({"logged_out": True, "sessions": len(digests)})

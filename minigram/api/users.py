@@ -1,14 +1,15 @@
-"""Accounts: register and profiles."""
+"""Accounts: register, profiles, and deleting one's own account."""
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from minigram import cached, queries
-from minigram.api._common import json_body, string_field, username_param
+from minigram.api._common import json_body, require_user, string_field, username_param
 from minigram.auth import hash_password
 from minigram.errors import ApiError, invalid, not_found
 from minigram.usernames import canonical
@@ -48,3 +49,23 @@ async def profile(request: Request) -> Response:
     if found is None:
         raise not_found(f"no user {username!r}")
     return JSONResponse(found)
+
+
+def _delete(conn: Connection, username: str, caller: int) -> queries.DeletedUser:
+    user_id = queries.user_id_by_name(conn, username)
+    if user_id is None:
+        raise not_found(f"no user {username!r}")
+    if user_id != caller:
+        raise ApiError(403, "forbidden", "only the account itself can delete it")
+    return queries.delete_user(conn, user_id)
+
+
+async def delete_user(request: Request) -> Response:
+    """Delete the caller's account; every token it had stops working at once."""
+    ctx = cached.context(request)
+    user = await require_user(request)
+    gone = await ctx.write(_delete, username_param(request), user.id)
+    await cached.user_deleted(ctx, gone)
+    for _, filename in gone.photos:
+        await run_in_threadpool(ctx.media.delete, filename)
+    return JSONResponse({"deleted": True, "id": user.id})
