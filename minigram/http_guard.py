@@ -185,13 +185,22 @@ class GuardedHttpToolsProtocol(_HeadGuard, HttpToolsProtocol):
 
 
 class GuardedH11Protocol(_HeadGuard, H11Protocol):
-    """h11 keeps the unfinished head in its receive buffer; the guard counts it the same way
-    (h11's own ``max_incomplete_event_size`` is only the backstop, and answers 400)."""
+    """h11 keeps the unfinished head in its receive buffer and refuses it past its
+    ``max_incomplete_event_size``, set to the limit; that refusal is answered as a 431. Unlike
+    the httptools guard, a head over the limit that arrives complete in one read (at most
+    256 KiB) is let through, as h11 itself does."""
 
     def __init__(self, *args: Any, limits: HeadLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_bytes + 65536)
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_bytes)
+        self._over = False  # the read being parsed takes an unfinished head past the limit
+
+    def send_400_response(self, msg: str) -> None:
+        if self._over:
+            self._refuse_too_large()
+        else:
+            super().send_400_response(msg)
 
     def _awaiting_head(self) -> bool:
         return self.conn.their_state is h11.IDLE
@@ -209,6 +218,7 @@ class GuardedH11Protocol(_HeadGuard, H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         in_head = self._awaiting_head()
+        self._over = in_head and self._head_bytes + len(data) > self.limits.max_bytes
         super().data_received(data)
         if self.transport.is_closing():
             return

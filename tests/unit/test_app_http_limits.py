@@ -104,6 +104,10 @@ def test_a_head_over_the_limit_is_a_json_431(
             raw, closed = _until_closed(sock, 5)
         assert _status(raw) == 431 and closed, (padding, raw[:300])
         assert _json_error(raw)["error"] == "headers_too_large"
+    with _connect(server) as sock:  # not HTTP at all: a JSON 400 too
+        sock.sendall(b"NOT HTTP\r\n\r\n")
+        raw, closed = _until_closed(sock, 5)
+    assert _status(raw) == 400 and closed and _json_error(raw)["error"] == "bad_request"
 
 
 def test_an_endless_header_does_not_grow_the_server(
@@ -170,3 +174,26 @@ def test_idle_and_half_sent_connections_are_closed(
     while _established(server) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _established(server) == 0
+
+
+def test_the_h11_parser_has_the_same_guards(serve_stage: Callable[..., AppServer]) -> None:
+    """``MINIGRAM_HTTP=h11`` (or ``serve --http h11``) swaps the parser, not the defences."""
+    server = serve_stage("1.5", http="h11", header_timeout=1.0, keepalive_timeout=1.0,
+                         max_header_bytes=16 * 1024)
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 8000 + b"\r\n\r\n")
+        assert _status(_until_closed(sock, 0.5)[0]) == 200
+    before = server.rss()
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        sent = _stream(sock, b"a" * 65536, 100 * 1024 * 1024, 20)
+        grown = server.rss() - before
+        raw, closed = _until_closed(sock, 5)
+    assert grown < 16 * 1024 * 1024 and sent < 16 * 1024 * 1024 and closed, (grown, sent)
+    if raw:
+        assert _status(raw) == 431 and _json_error(raw)["error"] == "headers_too_large"
+    with _connect(server) as idle, _connect(server) as half:
+        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        assert _until_closed(idle, 4) == (b"", True)
+        raw, closed = _until_closed(half, 4)
+    assert closed and _status(raw) == 408 and _json_error(raw)["error"] == "request_timeout"
