@@ -53,10 +53,11 @@ DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_MAX_QUEUE = 512
 DEFAULT_QUEUE_TIMEOUT = 8.0
-#: Hostile clients (see minigram.security): seconds for a whole request body to arrive, and
-#: failed logins per username / per client address in a window (0 = no limit). Loopback
-#: addresses are exempt from the per-address limit by default, so load tests from 127.0.0.1
-#: are never refused; only failed logins count, so the per-username limit never trips either.
+#: Hostile clients (see minigram.security and minigram.login_limits): seconds for a whole
+#: request body to arrive, and login attempts per (username, client address) -- the "user"
+#: limit -- and per client address in a window (0 = no limit). Loopback addresses are exempt
+#: from the per-address limit by default, so load tests from 127.0.0.1 are never refused; a
+#: successful login hands its attempt back, so logging in never uses up either limit.
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_LOGIN_USER_LIMIT = 10
 DEFAULT_LOGIN_IP_LIMIT = 100
