@@ -11,12 +11,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from minigram import metrics
-from minigram.api import feed, health, photos, social, users
+from minigram.api import feed, health, photos, sessions, social, users
 from minigram.auth import dummy_hash
 from minigram.cache import create_cache
 from minigram.cached import Context
 from minigram.db import Database
 from minigram.errors import EXCEPTION_HANDLERS
+from minigram.login_limits import create_limiter
 from minigram.media import MediaStore
 from minigram.openapi import openapi_json
 from minigram.security import BodyGuardMiddleware, SecurityHeadersMiddleware
@@ -26,8 +27,9 @@ from minigram.timing import ServerTimingMiddleware
 
 ROUTES = [
     Route("/api/register", users.register, methods=["POST"], name="register"),
-    Route("/api/login", users.login, methods=["POST"], name="login"),
-    Route("/api/logout", users.logout, methods=["POST"], name="logout"),
+    Route("/api/login", sessions.login, methods=["POST"], name="login"),
+    Route("/api/logout", sessions.logout, methods=["POST"], name="logout"),
+    Route("/api/logout/all", sessions.logout_all, methods=["POST"], name="logout_all"),
     Route("/api/photos", photos.upload, methods=["POST"], name="upload"),
     Route("/api/photos/{id:int}", photos.photo, methods=["GET"], name="photo"),
     Route("/api/photos/{id:int}", photos.delete_photo, methods=["DELETE"], name="delete_photo"),
@@ -35,6 +37,7 @@ ROUTES = [
     Route("/api/photos/{id:int}/like", social.unlike, methods=["DELETE"], name="unlike"),
     Route("/api/feed", feed.feed, methods=["GET"], name="feed"),
     Route("/api/users/{name}", users.profile, methods=["GET"], name="profile"),
+    Route("/api/users/{name}", users.delete_user, methods=["DELETE"], name="delete_user"),
     Route("/api/users/{name}/follow", social.follow, methods=["POST"], name="follow"),
     Route("/api/users/{name}/follow", social.unfollow, methods=["DELETE"], name="unfollow"),
     Route("/media/{name}", photos.media, methods=["GET"], name="media"),
@@ -61,9 +64,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         cache = create_cache(settings)
         await run_in_threadpool(dummy_hash, settings.bcrypt_rounds)
         app.state.minigram = Context(settings=settings, db=db, cache=cache, media=media)
+        app.state.login_limiter = limiter = create_limiter(settings)
         try:
             yield
         finally:
+            await limiter.close()
             await cache.close()
             db.dispose()
 

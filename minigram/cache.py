@@ -45,6 +45,10 @@ class Cache(Protocol):
         """Store ``items``, each expiring after ``ttl`` seconds."""
         ...
 
+    async def add_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        """Store those of ``items`` whose key holds no value yet (Redis ``SET NX``)."""
+        ...
+
     async def delete(self, keys: Sequence[str]) -> None: ...
 
     async def bump(self, keys: Sequence[str]) -> None:
@@ -67,6 +71,9 @@ class NullCache:
         return [None] * len(keys)
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        return None
+
+    async def add_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         return None
 
     async def delete(self, keys: Sequence[str]) -> None:
@@ -116,6 +123,15 @@ class MemoryCache:
                 self._data.move_to_end(key)
             while len(self._data) > self.max_entries:
                 self._data.popitem(last=False)
+
+    async def add_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        now = time.monotonic()
+        fresh = {}
+        for key, value in items.items():
+            entry = self._data.get(key)
+            if entry is None or entry[1] <= now:
+                fresh[key] = value
+        await self.set_many(fresh, ttl)
 
     async def delete(self, keys: Sequence[str]) -> None:
         with timing.timed("cache"):
@@ -227,6 +243,18 @@ class RedisCache:
             async with self._client.pipeline(transaction=False) as pipe:
                 for key, value in items.items():
                     pipe.set(self._key(key), value, px=int(ttl * 1000))
+                await pipe.execute()
+
+        await self._call(op)
+
+    async def add_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        if not items:
+            return
+
+        async def op() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(self._key(key), value, px=int(ttl * 1000), nx=True)
                 await pipe.execute()
 
         await self._call(op)

@@ -6,12 +6,13 @@ Redis). What is cached, and what invalidates it:
 ==========================  ======================================  ==========================
 key                         value                                   invalidated by
 ==========================  ======================================  ==========================
-``tok:<sha256>``            ``[user id, username]``                 logout
+``tok:<sha256>``            ``[user id, username, expires at]``,    logout, logout/all,
+                            or ``-`` for a revoked token            account deletion
 ``photo:<id>``              photo metadata (immutable)              delete
 ``likes:<id>``              like count                              like, unlike, delete
 ``liked:<user>:<id>``       ``1`` / ``0``                           that user's like / unlike
-``profile:<name>``          profile with counts                     follow, unfollow, upload,
-                                                                    delete
+``profile:<folded name>``   profile with counts                     follow, unfollow, upload,
+                                                                    delete, account deletion
 ``feedver:<user>``          version of that user's feed             bumped by follow/unfollow
                                                                     (by the user), and by
                                                                     upload/delete (by anyone
@@ -23,11 +24,18 @@ Feed pages are versioned, so they are never stale: a reader reads the version be
 queries, and a writer bumps it after it commits. The other entries are deleted after the
 write commits, and carry short TTLs that bound the one race left (a reader that queried
 before the commit and stores after the delete).
+
+Tokens close that race instead: revoking one overwrites its entry with a tombstone (``-``) for
+longer than a token entry lives, and a reader stores a token only where no value is
+(``add_many``, Redis ``SET NX``), so a revoked token is refused from the moment the revoking
+request answers, in every worker. A token entry also never outlives the token's lifetime.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -41,11 +49,15 @@ from minigram.cache import Cache
 from minigram.db import Database
 from minigram.media import MediaStore
 from minigram.settings import Settings
+from minigram.usernames import fold
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 TOKEN_TTL = 120
+#: What a revoked token's entry holds, for longer than any reader can take to store one.
+REVOKED = b"-"
+REVOKED_TTL = 2 * TOKEN_TTL
 PHOTO_TTL = 600
 COUNT_TTL = 60
 LIKED_TTL = 300
@@ -98,19 +110,31 @@ def _dump(value: Any) -> bytes:
 
 
 async def user_for_token(ctx: Context, digest: str) -> tuple[int, str] | None:
+    """The (id, username) a live token belongs to; None if unknown, revoked or expired."""
     key = f"tok:{digest}"
     (raw,) = await ctx.cache.get_many([key])
+    now = time.time()
+    if raw == REVOKED:
+        return None
     if raw is not None:
-        user_id, username = json.loads(raw)
-        return int(user_id), str(username)
-    user = await ctx.read(queries.user_for_token, digest)
-    if user is not None:
-        await ctx.cache.set_many({key: _dump(list(user))}, TOKEN_TTL)
-    return user
+        cached = json.loads(raw)
+        if len(cached) == 3 and cached[2] > now:
+            return int(cached[0]), str(cached[1])
+    lifetime = ctx.settings.token_ttl
+    issued_after = queries.utcnow() - dt.timedelta(seconds=lifetime)
+    found = await ctx.read(queries.user_for_token, digest, issued_after)
+    if found is None:
+        return None
+    user_id, username, issued = found
+    expires = issued.replace(tzinfo=dt.UTC).timestamp() + lifetime
+    ttl = min(TOKEN_TTL, expires - now)
+    if ttl > 0:
+        await ctx.cache.add_many({key: _dump([user_id, username, expires])}, ttl)
+    return user_id, username
 
 
 async def profile(ctx: Context, username: str) -> dict[str, Any] | None:
-    key = f"profile:{username}"
+    key = f"profile:{fold(username)}"
     (raw,) = await ctx.cache.get_many([key])
     if raw is not None:
         return dict(json.loads(raw))
@@ -208,8 +232,8 @@ async def feed_page(
 # --- invalidation ------------------------------------------------------------------------
 
 
-async def token_revoked(ctx: Context, digest: str) -> None:
-    await ctx.cache.delete([f"tok:{digest}"])
+async def tokens_revoked(ctx: Context, digests: Sequence[str]) -> None:
+    await ctx.cache.set_many({f"tok:{digest}": REVOKED for digest in digests}, REVOKED_TTL)
 
 
 async def likes_changed(ctx: Context, user_id: int, photo_id: int) -> None:
@@ -217,7 +241,7 @@ async def likes_changed(ctx: Context, user_id: int, photo_id: int) -> None:
 
 
 async def follows_changed(ctx: Context, user_id: int, username: str, target: str) -> None:
-    await ctx.cache.delete([f"profile:{username}", f"profile:{target}"])
+    await ctx.cache.delete([f"profile:{fold(username)}", f"profile:{fold(target)}"])
     await ctx.cache.bump([f"feedver:{user_id}"])
 
 
@@ -226,5 +250,18 @@ async def photos_changed(
 ) -> None:
     """A photo was added (or deleted, with ``photo_id``): the owner's followers' feeds move."""
     gone = [f"photo:{photo_id}", f"likes:{photo_id}"] if photo_id is not None else []
-    await ctx.cache.delete([f"profile:{owner}", *gone])
+    await ctx.cache.delete([f"profile:{fold(owner)}", *gone])
     await ctx.cache.bump([f"feedver:{f}" for f in followers])
+
+
+async def user_deleted(ctx: Context, gone: queries.DeletedUser) -> None:
+    """An account went, with its tokens, photos, likes and follows."""
+    await tokens_revoked(ctx, gone.tokens)
+    names = [gone.username, *gone.related]
+    own = [photo_id for photo_id, _ in gone.photos]
+    await ctx.cache.delete(
+        [f"profile:{fold(name)}" for name in names]
+        + [f"photo:{i}" for i in own]
+        + [f"likes:{i}" for i in [*own, *gone.liked]]
+    )
+    await ctx.cache.bump([f"feedver:{f}" for f in gone.followers])

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--queue-timeout", type=float, help="Seconds a request waits for a slot before a 503"
     )
+    serve.add_argument(
+        "--http", choices=("httptools", "h11"), help="HTTP/1.1 parser (default: httptools)"
+    )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level")
     serve.add_argument("--access-log", action="store_true", help="Log every request")
 
@@ -92,6 +95,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "max_concurrency",
         "max_queue",
         "queue_timeout",
+        "http",
     )
     overrides: dict[str, Any] = {name: getattr(args, name, None) for name in fields}
     return Settings.from_env(**overrides)
@@ -110,6 +114,8 @@ def serve(settings: Settings, *, log_level: str = "warning", access_log: bool = 
     try:
         import uvicorn
 
+        from minigram.http_guard import protocol_for
+
         print(
             f"minigram stage {settings.stage} on http://{settings.host}:{settings.port} "
             f"({settings.workers} worker{'s' if settings.workers > 1 else ''})",
@@ -124,6 +130,9 @@ def serve(settings: Settings, *, log_level: str = "warning", access_log: bool = 
             log_level=log_level,
             access_log=access_log,
             timeout_graceful_shutdown=5,
+            # bounded request heads, a head timer and the idle keep-alive timeout
+            http=protocol_for(settings),
+            timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]
         )
     finally:
         if multiproc_dir is not None:

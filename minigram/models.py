@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
 )
 
 metadata = MetaData(
@@ -35,6 +36,8 @@ users = Table(
     Column("created_at", DateTime, nullable=False),
     sqlite_autoincrement=True,
 )
+# one account per name whatever its case (minigram.usernames; migration 0002)
+Index("uq_users_username_folded", func.lower(users.c.username), unique=True)
 
 tokens = Table(
     "tokens",

@@ -77,6 +77,14 @@ SCHEMAS: dict[str, JSONSchema] = {
         "required": ["logged_out"],
         "properties": {"logged_out": {"type": "boolean", "enum": [True]}},
     },
+    "LoggedOutAll": {
+        "type": "object",
+        "required": ["logged_out", "sessions"],
+        "properties": {
+            "logged_out": {"type": "boolean", "enum": [True]},
+            "sessions": {"type": "integer", "minimum": 1, "description": "Tokens revoked"},
+        },
+    },
     "Upload": {
         "type": "object",
         "required": ["file"],
@@ -171,7 +179,7 @@ SCHEMAS: dict[str, JSONSchema] = {
 #: Error statuses with what they mean; each becomes a reusable response.
 ERRORS = {
     400: "Malformed request (invalid JSON, multipart or Content-Length)",
-    401: "Missing, malformed, unknown or revoked bearer token, or wrong credentials",
+    401: "Missing, malformed, unknown, revoked or expired bearer token, or wrong credentials",
     403: "The resource belongs to someone else",
     404: "No such resource",
     405: "Method not allowed on this path",
@@ -181,11 +189,13 @@ ERRORS = {
     415: "Wrong Content-Type, or an upload that is not an accepted image",
     422: "A field is invalid; detail names it",
     429: "Too many attempts; retry after Retry-After seconds",
+    431: "The request line and headers are too large",
     503: "Overloaded, or a backend is unavailable; retry after Retry-After seconds",
 }
 RETRY_AFTER = (429, 503)
-#: Every request can be shed (503), and every body can be too large or too slow.
-ALWAYS = (503,)
+#: Every request can be shed (503) or have too large a head (431), and every body can be too
+#: large or too slow.
+ALWAYS = (431, 503)
 BODY = (400, 408, 413, 415, 422)
 
 
@@ -284,6 +294,13 @@ OPERATIONS: dict[str, JSONSchema] = {
         "Revoke the bearer token sent", _ok("Logged out", "LoggedOut"), (), auth=True,
         tag="accounts",
     ),
+    "logout_all": _op(
+        "Revoke every bearer token of the caller (log out all sessions)",
+        _ok("Logged out everywhere", "LoggedOutAll"),
+        (),
+        auth=True,
+        tag="accounts",
+    ),
     "upload": _op(
         "Upload a photo",
         _ok("Uploaded", "Photo", 201),
@@ -352,6 +369,14 @@ OPERATIONS: dict[str, JSONSchema] = {
         _ok("The profile", "Profile"),
         (404,),
         auth=False,
+        parameters=[USERNAME],
+        tag="accounts",
+    ),
+    "delete_user": _op(
+        "Delete your own account, with its photos, likes, follows and tokens",
+        _ok("Deleted", "Deleted"),
+        (403, 404),
+        auth=True,
         parameters=[USERNAME],
         tag="accounts",
     ),

@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, tuple_
+from sqlalchemy import Connection, delete, func, or_, select, tuple_
 
 from minigram.models import follows, likes, photos, tokens, users
+from minigram.usernames import fold
 
 #: Photo metadata as the API shows it, minus the per-viewer ``likes`` / ``liked``.
 PhotoMeta = dict[str, Any]
@@ -31,16 +33,20 @@ def iso(value: dt.datetime) -> str:
 # --- users and tokens ------------------------------------------------------------------
 
 
+def _named(username: str) -> Any:
+    """The condition "is the account ``username`` names", whatever its case (uses the unique
+    index on ``lower(username)``)."""
+    return func.lower(users.c.username) == fold(username)
+
+
 def user_by_name(conn: Connection, username: str) -> Any:
     return conn.execute(
-        select(users.c.id, users.c.username, users.c.password_hash).where(
-            users.c.username == username
-        )
+        select(users.c.id, users.c.username, users.c.password_hash).where(_named(username))
     ).first()
 
 
 def user_id_by_name(conn: Connection, username: str) -> int | None:
-    return conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+    return conn.execute(select(users.c.id).where(_named(username))).scalar()
 
 
 def create_user(conn: Connection, username: str, password_hash: str) -> int:
@@ -51,16 +57,26 @@ def create_user(conn: Connection, username: str, password_hash: str) -> int:
     return int(result.inserted_primary_key[0])
 
 
-def user_for_token(conn: Connection, digest: str) -> tuple[int, str] | None:
+def user_for_token(
+    conn: Connection, digest: str, issued_after: dt.datetime
+) -> tuple[int, str, dt.datetime] | None:
+    """(user id, username, issued at) of a token issued after ``issued_after``, or None."""
     row = conn.execute(
-        select(users.c.id, users.c.username)
+        select(users.c.id, users.c.username, tokens.c.created_at)
         .join(tokens, tokens.c.user_id == users.c.id)
-        .where(tokens.c.token_hash == digest)
+        .where(tokens.c.token_hash == digest, tokens.c.created_at > issued_after)
     ).first()
-    return None if row is None else (row.id, row.username)
+    return None if row is None else (row.id, row.username, row.created_at)
 
 
-def create_token(conn: Connection, digest: str, user_id: int) -> None:
+def create_token(
+    conn: Connection, digest: str, user_id: int, expired_before: dt.datetime | None = None
+) -> None:
+    """Store a new token; with ``expired_before``, drop the user's tokens issued before it."""
+    if expired_before is not None:
+        conn.execute(
+            delete(tokens).where(tokens.c.user_id == user_id, tokens.c.created_at <= expired_before)
+        )
     conn.execute(tokens.insert().values(token_hash=digest, user_id=user_id, created_at=utcnow()))
 
 
@@ -68,26 +84,78 @@ def delete_token(conn: Connection, digest: str) -> None:
     conn.execute(delete(tokens).where(tokens.c.token_hash == digest))
 
 
+def delete_tokens_of(conn: Connection, user_id: int) -> list[str]:
+    """Revoke every token of ``user_id``; their digests, for the cache."""
+    digests = list(
+        conn.execute(select(tokens.c.token_hash).where(tokens.c.user_id == user_id)).scalars()
+    )
+    conn.execute(delete(tokens).where(tokens.c.user_id == user_id))
+    return digests
+
+
 def profile(conn: Connection, username: str) -> dict[str, Any] | None:
-    user_id = user_id_by_name(conn, username)
-    if user_id is None:
+    user = conn.execute(select(users.c.id, users.c.username).where(_named(username))).first()
+    if user is None:
         return None
     followers = conn.execute(
-        select(func.count()).select_from(follows).where(follows.c.followee_id == user_id)
+        select(func.count()).select_from(follows).where(follows.c.followee_id == user.id)
     ).scalar_one()
     following = conn.execute(
-        select(func.count()).select_from(follows).where(follows.c.follower_id == user_id)
+        select(func.count()).select_from(follows).where(follows.c.follower_id == user.id)
     ).scalar_one()
     count = conn.execute(
-        select(func.count()).select_from(photos).where(photos.c.owner_id == user_id)
+        select(func.count()).select_from(photos).where(photos.c.owner_id == user.id)
     ).scalar_one()
     return {
-        "id": user_id,
-        "username": username,
+        "id": user.id,
+        "username": user.username,
         "followers": followers,
         "following": following,
         "photos": count,
     }
+
+
+@dataclass(frozen=True)
+class DeletedUser:
+    """What a deleted account leaves for the caches to forget."""
+
+    username: str
+    tokens: list[str]  # digests
+    photos: list[tuple[int, str]]  # (id, filename) of its photos, now gone
+    followers: list[int]  # whose feeds showed its photos
+    related: list[str]  # followers and followees, whose profile counts change
+    liked: list[int]  # others' photos whose like counts change
+
+
+def delete_user(conn: Connection, user_id: int) -> DeletedUser:
+    """Delete ``user_id`` with its tokens, photos, likes and follows (the rows only)."""
+    username = conn.execute(select(users.c.username).where(users.c.id == user_id)).scalar_one()
+    digests = delete_tokens_of(conn, user_id)
+    own = conn.execute(select(photos.c.id, photos.c.filename).where(photos.c.owner_id == user_id))
+    own_photos = [(row.id, row.filename) for row in own]
+    followers = follower_ids(conn, user_id)
+    followees = select(follows.c.followee_id).where(follows.c.follower_id == user_id)
+    related = conn.execute(
+        select(users.c.username).where(
+            or_(users.c.id.in_(followees), users.c.id.in_(followers or [-1]))
+        )
+    ).scalars()
+    own_ids = [photo_id for photo_id, _ in own_photos]
+    liked = conn.execute(
+        select(likes.c.photo_id).where(likes.c.user_id == user_id, likes.c.photo_id.not_in(own_ids))
+    ).scalars()
+    gone = DeletedUser(username, digests, own_photos, followers, list(related), list(liked))
+    conn.execute(
+        delete(likes).where(or_(likes.c.user_id == user_id, likes.c.photo_id.in_(own_ids)))
+    )
+    conn.execute(
+        delete(follows).where(
+            or_(follows.c.follower_id == user_id, follows.c.followee_id == user_id)
+        )
+    )
+    conn.execute(delete(photos).where(photos.c.owner_id == user_id))
+    conn.execute(delete(users).where(users.c.id == user_id))
+    return gone
 
 
 # --- photos ----------------------------------------------------------------------------

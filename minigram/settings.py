@@ -32,6 +32,8 @@ ENDPOINTS = (
     "follow",
     "unfollow",
     "profile",
+    "delete_user",
+    "logout_all",
     "healthz",
     "metrics",
     "metrics_html",
@@ -51,15 +53,25 @@ DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_MAX_QUEUE = 512
 DEFAULT_QUEUE_TIMEOUT = 8.0
-#: Hostile clients (see minigram.security): seconds for a whole request body to arrive, and
-#: failed logins per username / per client address in a window (0 = no limit). Loopback
-#: addresses are exempt from the per-address limit by default, so load tests from 127.0.0.1
-#: are never refused; only failed logins count, so the per-username limit never trips either.
+#: Hostile clients (see minigram.security and minigram.login_limits): seconds for a whole
+#: request body to arrive, and login attempts per (username, client address) -- the "user"
+#: limit -- and per client address in a window (0 = no limit). Loopback addresses are exempt
+#: from the per-address limit by default, so load tests from 127.0.0.1 are never refused; a
+#: successful login hands its attempt back, so logging in never uses up either limit.
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_LOGIN_USER_LIMIT = 10
 DEFAULT_LOGIN_IP_LIMIT = 100
 DEFAULT_LOGIN_WINDOW = 60.0
 DEFAULT_LOGIN_IP_EXEMPT = ("127.0.0.1", "::1")
+#: The request head (request line and headers) must fit in this many bytes and arrive within
+#: ``header_timeout`` seconds of its first byte (or of the connection opening); an idle
+#: keep-alive connection is closed after ``keepalive_timeout`` (see minigram.http_guard).
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT = 5.0
+HTTP_IMPLEMENTATIONS = ("httptools", "h11")
+#: Seconds a bearer token stays valid after login.
+DEFAULT_TOKEN_TTL = 30 * 86_400.0
 
 ENV_PREFIX = "MINIGRAM_"
 
@@ -154,6 +166,11 @@ class Settings:
     login_ip_limit: int = DEFAULT_LOGIN_IP_LIMIT
     login_window: float = DEFAULT_LOGIN_WINDOW
     login_ip_exempt: tuple[str, ...] = DEFAULT_LOGIN_IP_EXEMPT
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    http: str = "httptools"
+    token_ttl: float = DEFAULT_TOKEN_TTL
 
     # --- what the stage implies -------------------------------------------------------
     @property
@@ -256,6 +273,11 @@ class Settings:
             "MINIGRAM_LOGIN_IP_LIMIT": str(self.login_ip_limit),
             "MINIGRAM_LOGIN_WINDOW": repr(self.login_window),
             "MINIGRAM_LOGIN_IP_EXEMPT": ",".join(self.login_ip_exempt) or ",",
+            "MINIGRAM_MAX_HEADER_BYTES": str(self.max_header_bytes),
+            "MINIGRAM_HEADER_TIMEOUT": repr(self.header_timeout),
+            "MINIGRAM_KEEPALIVE_TIMEOUT": repr(self.keepalive_timeout),
+            "MINIGRAM_HTTP": self.http,
+            "MINIGRAM_TOKEN_TTL": repr(self.token_ttl),
         }
         if self.redis_url is not None:
             env["MINIGRAM_REDIS_URL"] = self.redis_url
@@ -278,6 +300,12 @@ class Settings:
             raise ValueError("body timeout and login window must be positive")
         if self.login_user_limit < 0 or self.login_ip_limit < 0:
             raise ValueError("login limits must not be negative (0 = no limit)")
+        if self.max_header_bytes < 1024:
+            raise ValueError("max header bytes must be at least 1024")
+        if not (self.header_timeout > 0 and self.keepalive_timeout > 0 and self.token_ttl > 0):
+            raise ValueError("header timeout, keep-alive timeout and token TTL must be positive")
+        if self.http not in HTTP_IMPLEMENTATIONS:
+            raise ValueError(f"unknown HTTP implementation {self.http!r}; valid: httptools, h11")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
         if self.stage == "2" and not self.redis_url:
@@ -343,4 +371,9 @@ _ENV_FIELDS: dict[str, Any] = {
     "login_ip_limit": _positive_int,
     "login_window": _seconds,
     "login_ip_exempt": _addresses,
+    "max_header_bytes": _positive_int,
+    "header_timeout": _seconds,
+    "keepalive_timeout": _seconds,
+    "http": str,
+    "token_ttl": _seconds,
 }

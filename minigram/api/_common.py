@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from starlette.requests import Request
@@ -12,8 +11,8 @@ from minigram import cached
 from minigram.auth import token_digest
 from minigram.errors import ApiError, invalid, not_found
 from minigram.types import JSON, User
+from minigram.usernames import canonical
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{3,30}$")
 #: The largest JSON body any endpoint reads.
 JSON_LIMIT = 64 * 1024
 #: Ids are 32-bit on PostgreSQL: a larger one cannot exist (and must not reach the driver).
@@ -54,8 +53,8 @@ def media_type(request: Request) -> str:
 
 
 async def json_body(request: Request) -> JSON:
-    """The body as a JSON object: 415 for another content type, 400 if malformed, 422 if not
-    an object."""
+    """The body as a JSON object: 415 for another content type, 400 if malformed (or nested
+    too deeply for the parser), 422 if not an object."""
     kind = media_type(request)
     if kind != "application/json" and not kind.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
@@ -64,6 +63,8 @@ async def json_body(request: Request) -> JSON:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise invalid("body", "must be a JSON object")
     return data
@@ -89,19 +90,9 @@ def check_text(name: str, value: str) -> None:
         raise invalid(name, "must be valid Unicode text") from None
 
 
-async def authenticate(request: Request, *, required: bool = True) -> User | None:
-    """The caller named by ``Authorization: Bearer <token>`` (401 if missing or bad)."""
-    header = request.headers.get("authorization")
-    if not header:
-        if not required:
-            return None
-        raise ApiError(
-            401,
-            "unauthorized",
-            "log in and send Authorization: Bearer <token>",
-            {"WWW-Authenticate": "Bearer"},
-        )
-    scheme, _, token = header.partition(" ")
+def bearer_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer <token>`` (401 if the header is malformed)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 256:
         raise ApiError(
@@ -110,12 +101,28 @@ async def authenticate(request: Request, *, required: bool = True) -> User | Non
             "expected Authorization: Bearer <token>",
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    found = await cached.user_for_token(cached.context(request), token_digest(token))
+    return token
+
+
+async def authenticate(request: Request, *, required: bool = True) -> User | None:
+    """The caller named by ``Authorization: Bearer <token>`` (401 if missing, bad, revoked
+    or expired)."""
+    if not request.headers.get("authorization"):
+        if not required:
+            return None
+        raise ApiError(
+            401,
+            "unauthorized",
+            "log in and send Authorization: Bearer <token>",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    digest = token_digest(bearer_token(request))
+    found = await cached.user_for_token(cached.context(request), digest)
     if found is None:
         raise ApiError(
             401,
             "invalid_token",
-            "the token is unknown or was revoked",
+            "the token is unknown, revoked or expired",
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     return User(*found)
@@ -135,7 +142,10 @@ def photo_id(request: Request) -> int:
 
 
 def username_param(request: Request) -> str:
+    """The ``{name}`` of the path, normalised (`minigram.usernames`); 404 if no user could
+    have it."""
     name = str(request.path_params["name"])
-    if not USERNAME_RE.match(name):
-        raise not_found(f"no user {name!r}")
-    return name
+    found = canonical(name)
+    if found is None:
+        raise not_found(f"no user {name[:64]!r}")
+    return found

@@ -11,6 +11,7 @@ from minigram import cached, queries
 from minigram.api._common import photo_id, require_user, username_param
 from minigram.errors import ApiError, not_found
 from minigram.models import follows, likes
+from minigram.usernames import fold
 
 
 def _like(conn: Connection, insert: Insert, user_id: int, pid: int, on: bool) -> int:
@@ -59,7 +60,7 @@ async def _set_follow(request: Request, on: bool) -> Response:
     ctx = cached.context(request)
     user = await require_user(request)
     target = username_param(request)
-    if target == user.username:
+    if fold(target) == fold(user.username):
         raise ApiError(422, "cannot_follow_self", "you cannot follow yourself")
     await ctx.write(_follow, ctx.db.insert_ignore(follows), user.id, target, on)
     await cached.follows_changed(ctx, user.id, user.username, target)

@@ -1,29 +1,18 @@
-"""Accounts: register, log in, log out, and profiles."""
+"""Accounts: register, profiles, and deleting one's own account."""
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from minigram import cached, queries
-from minigram.api._common import (
-    USERNAME_RE,
-    json_body,
-    require_user,
-    string_field,
-    username_param,
-)
-from minigram.auth import (
-    dummy_hash,
-    hash_password,
-    new_token,
-    token_digest,
-    verify_password,
-)
+from minigram.api._common import json_body, require_user, string_field, username_param
+from minigram.auth import hash_password
 from minigram.errors import ApiError, invalid, not_found
-from minigram.security import client_ip, login_limiter
+from minigram.usernames import canonical
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 
@@ -35,13 +24,14 @@ def _taken(username: str) -> ApiError:
 async def register(request: Request) -> Response:
     ctx = cached.context(request)
     body = await json_body(request)
-    username = string_field(body, "username")
+    username = canonical(string_field(body, "username"))
     password = string_field(body, "password")
-    if not USERNAME_RE.match(username):
+    if username is None:
         raise invalid("username", "must be 3-30 characters: letters, digits and underscores")
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise invalid("password", f"must be {PASSWORD_MIN}-{PASSWORD_MAX} characters")
-    # Refuse a taken name before paying for the hash; the insert still decides races.
+    # Refuse a taken name (in any case) before paying for the hash; the unique index on the
+    # folded name still decides races.
     if await ctx.read(queries.user_id_by_name, username) is not None:
         raise _taken(username)
     hashed = await run_in_threadpool(hash_password, password, ctx.settings.bcrypt_rounds)
@@ -52,43 +42,6 @@ async def register(request: Request) -> Response:
     return JSONResponse({"id": user_id, "username": username}, status_code=201)
 
 
-async def login(request: Request) -> Response:
-    ctx = cached.context(request)
-    body = await json_body(request)
-    username = string_field(body, "username")
-    password = string_field(body, "password")
-    limiter, ip = login_limiter(request), client_ip(request)
-    limiter.check(username, ip)
-    user = None
-    if USERNAME_RE.match(username) and len(password) <= PASSWORD_MAX:
-        user = await ctx.read(queries.user_by_name, username)
-    rounds = ctx.settings.bcrypt_rounds
-    if user is None:
-        # Same cost as a real check, so the answer time does not tell which names exist.
-        await run_in_threadpool(
-            lambda: verify_password(password[:PASSWORD_MAX], dummy_hash(rounds))
-        )
-        limiter.failed(username, ip)
-        raise ApiError(401, "invalid_credentials", "wrong username or password")
-    if not await run_in_threadpool(verify_password, password, user.password_hash):
-        limiter.failed(username, ip)
-        raise ApiError(401, "invalid_credentials", "wrong username or password")
-    limiter.succeeded(username)
-    token = new_token()
-    await ctx.write(queries.create_token, token_digest(token), user.id)
-    return JSONResponse({"token": token, "user": {"id": user.id, "username": user.username}})
-
-
-async def logout(request: Request) -> Response:
-    ctx = cached.context(request)
-    await require_user(request)
-    token = request.headers["authorization"].partition(" ")[2].strip()
-    digest = token_digest(token)
-    await ctx.write(queries.delete_token, digest)
-    await cached.token_revoked(ctx, digest)
-    return JSONResponse({"logged_out": True})
-
-
 async def profile(request: Request) -> Response:
     ctx = cached.context(request)
     username = username_param(request)
@@ -96,3 +49,23 @@ async def profile(request: Request) -> Response:
     if found is None:
         raise not_found(f"no user {username!r}")
     return JSONResponse(found)
+
+
+def _delete(conn: Connection, username: str, caller: int) -> queries.DeletedUser:
+    user_id = queries.user_id_by_name(conn, username)
+    if user_id is None:
+        raise not_found(f"no user {username!r}")
+    if user_id != caller:
+        raise ApiError(403, "forbidden", "only the account itself can delete it")
+    return queries.delete_user(conn, user_id)
+
+
+async def delete_user(request: Request) -> Response:
+    """Delete the caller's account; every token it had stops working at once."""
+    ctx = cached.context(request)
+    user = await require_user(request)
+    gone = await ctx.write(_delete, username_param(request), user.id)
+    await cached.user_deleted(ctx, gone)
+    for _, filename in gone.photos:
+        await run_in_threadpool(ctx.media.delete, filename)
+    return JSONResponse({"deleted": True, "id": user.id})

@@ -7,16 +7,19 @@ services.
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from minigram import db
 from minigram.seed import seed
@@ -119,6 +122,44 @@ def app_server(
         yield AppServer(settings, server, url)
     finally:
         server.stop()
+
+
+REDIS_TEST_URL = os.environ.get("MINIGRAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_served = itertools.count()
+
+
+def _empty_pg(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(db.engine_url(url), poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE likes, follows, photos, tokens, users RESTART IDENTITY"))
+    engine.dispose()
+
+
+@pytest.fixture(name="serve_stage")
+def serve_stage_fixture(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., AppServer]]:
+    """``serve(stage, **settings) -> AppServer``: a real ``minigram serve`` of ``stage``, not
+    seeded, stopped at the end. Stage 2 gets the session's PostgreSQL database, emptied, a
+    Redis prefix of its own, and two workers unless told otherwise."""
+    with ExitStack() as stack:
+
+        def serve(stage: str, **overrides: Any) -> AppServer:
+            n = next(_served)
+            if stage == "2":
+                url = request.getfixturevalue("app_pg_url")
+                _empty_pg(url)
+                prefix = request.getfixturevalue("app_redis_prefix")
+                overrides = {"database_url": url, "redis_url": REDIS_TEST_URL,
+                             "redis_prefix": f"{prefix}served-{n}:", "workers": 2, **overrides}
+            overrides.setdefault("seed_users", 0)
+            overrides.setdefault("seed_photos", 0)
+            return stack.enter_context(app_server(tmp_path / f"served-{n}", stage, **overrides))
+
+        yield serve
 
 
 class BackgroundLoad:

@@ -44,6 +44,8 @@ PASSWORD = "password123"
 EXAMPLES = int(os.environ.get("MINIGRAM_FUZZ_EXAMPLES", "6"))
 SEED = int(os.environ.get("MINIGRAM_FUZZ_SEED", "0")) or None
 MARK = "fuzz-figures: "
+#: Each case of these needs a fresh token (logout/all also revokes the fixture's own).
+LOGOUTS = ("/api/logout", "/api/logout/all")
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -133,7 +135,7 @@ def fuzz_operation(
             }.items()
             if k in names
         }
-    logout = operation.path == "/api/logout"
+    logout = operation.path in LOGOUTS
     if authenticated and logout and mode == GenerationMode.NEGATIVE:
         return  # only the token could be negated, and each logout case needs a fresh one
     # A fixed Authorization header is never negated, so a negative case stays negative.
@@ -203,11 +205,13 @@ def fuzz_app(url: str, only: str | None = None, edit: Callable[[Any], None] | No
         operations = [op for op in operations if op.definition.raw["operationId"] == only]
         assert operations, only
     # Logout and delete change the fixture's state: run them after the others.
-    operations.sort(key=lambda op: op.method.upper() == "DELETE" or op.path == "/api/logout")
+    operations.sort(key=lambda op: op.method.upper() == "DELETE" or op.path in LOGOUTS)
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             for authenticated in (True, False):
                 fuzz_operation(operation, target, figures, mode=mode, authenticated=authenticated)
+                if operation.path == "/api/logout/all":
+                    target.token = target.fresh_token()
         if "{" in operation.path:
             fuzz_operation(
                 operation, target, figures, mode=GenerationMode.POSITIVE, authenticated=True,

@@ -25,7 +25,8 @@ import pytest
 from PIL import Image
 
 from minigram.app import create_app
-from minigram.security import HEADERS, LoginLimiter, SlidingWindow
+from minigram.login_limits import LoginLimiter, WindowCounts
+from minigram.security import HEADERS
 
 PASSWORD = "password123"
 SQL_INJECTIONS = [
@@ -582,23 +583,29 @@ def test_loopback_is_exempt_from_the_address_limit_by_default(
         assert response.status_code == 200, response.text
 
 
-def test_sliding_window_frees_up_as_time_passes() -> None:
+def test_window_counts_free_up_as_time_passes() -> None:
+    import asyncio
+
     now = [0.0]
-    window = SlidingWindow(limit=2, window=10, max_keys=3, clock=lambda: now[0])
-    window.add("a")
+    window = WindowCounts(window=10, max_keys=3, clock=lambda: now[0])
+    assert window.reserve([("a", 2)], "m1") is None
     now[0] = 4
-    window.add("a")
-    assert window.retry_after("a") == pytest.approx(6)
+    assert window.reserve([("a", 2)], "m2") is None
+    assert window.reserve([("a", 2)], "m3") == pytest.approx(6)
     now[0] = 10.5
-    assert window.retry_after("a") is None  # the first failure left the window
+    assert window.reserve([("a", 2)], "m4") is None  # the first attempt left the window
+    window.release(["a"], "m4")  # handed back
+    assert window.reserve([("a", 2)], "m5") is None
     for key in ("b", "c", "d"):
-        window.add(key)
-    assert len(window._events) == 3 and "a" not in window._events  # oldest evicted
-    limiter = LoginLimiter(per_user=1, per_ip=0, window=5, clock=lambda: now[0])
-    limiter.failed("Eve", "10.0.0.1")
+        window.reserve([(key, 1)], "x")
+    assert len(window) == 3 and "a" not in window._events  # oldest evicted
+    # a failure counts for that account from that address only
+    limiter = LoginLimiter(pair_limit=1, ip_limit=0, window=5, clock=lambda: now[0])
+    asyncio.run(limiter.reserve("Eve", "10.0.0.1"))
     with pytest.raises(Exception) as info:
-        limiter.check("eve", "10.0.0.2")
+        asyncio.run(limiter.reserve("eve", "10.0.0.1"))
     assert getattr(info.value, "status", None) == 429
+    asyncio.run(limiter.reserve("eve", "10.0.0.2"))
 
 
 # --- headers ------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ def test_tokens_are_stored_only_hashed(app_client, api, app_settings):
     [
         {"username": "erin", "password": "wrong password"},
         {"username": "nobody_here", "password": "password123"},
-        {"username": "ERIN", "password": "password123"},
+        {"username": "erin\n", "password": "password123"},
         {"username": "bad name!", "password": "password123"},
         {"username": "erin", "password": "p" * 500},
     ],
