@@ -118,11 +118,14 @@ class ReportCombiner:
         # every phase of a test is emitted as from one worker: JUnit keys a test case by its
         # node id and worker, and one test must be one test case
         self.canonical: dict[str, Any] = {}
+        self.setup_failed: set[str] = set()
 
     def add(self, node: Any, rep: Any) -> None:
         if not _is_perf_report(rep):
             self.emit(node, rep)
             return
+        if rep.when == "call" and rep.nodeid in self.setup_failed:
+            return  # its setup error is its report, as without xdist
         wid = str(node.gateway.id)
         self.pending.setdefault((rep.nodeid, rep.when), {})[wid] = (node, rep)
         self._flush()
@@ -157,6 +160,9 @@ class ReportCombiner:
             rep.longrepr = "; ".join(f"xdist worker {w.split(' ')[0]} {why}" for w, why in down)
         if rep.when == "call":
             self.emitted_perf += 1
+        if rep.when == "setup" and rep.failed:
+            self.setup_failed.add(rep.nodeid)
+            self.pending.pop((rep.nodeid, "call"), None)
         self.emit(self.canonical.setdefault(rep.nodeid, node), rep)
 
 
