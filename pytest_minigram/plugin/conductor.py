@@ -60,6 +60,8 @@ class LoadSpec:
     timeout: float = 10.0
     rounds: int | None = None
     kind: str | None = None
+    verify: bool = True  # https:// targets: verify the certificate
+    ca_bundle: str | None = None  # ... against this CA bundle instead of the system's
 
 
 def test_kind(item: pytest.Item) -> str:
@@ -118,7 +120,8 @@ class Conductor:
         labels = {"test": item.nodeid, "stage": target.variant or "", "journey": j.name,
                   "target": redact_url(target.url)}
         options = {"timeout": spec.timeout, "apdex_t": spec.apdex_t, "labels": labels,
-                   "params": {**target.params, **(spec.params or {})}}
+                   "params": {**target.params, **(spec.params or {})},
+                   "verify": spec.verify, "ca_bundle": spec.ca_bundle}
         cpu_before = [process_tree_cpu(pid) for pid in target.pids]
         base_urls = [url for info in baseline for url in info.urls]
         parts: dict[str, list[Result]] = {HEAD: [], BASELINE: []}

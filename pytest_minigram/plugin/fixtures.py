@@ -37,6 +37,8 @@ DECLARATIVE_KEYS: dict[str, str] = {
     "timeout": "seconds > 0",
     "params": "a dict",
     "max_users": "a whole number >= 1",
+    "verify": "True or False",
+    "ca_bundle": "a path to a PEM file of CA certificates",
     "rounds": "a whole number from 1 to 16",
 }
 
@@ -128,8 +130,8 @@ class LoadFunction(Protocol):
                  iterations: int | None = None, max_users: int | None = None,
                  params: dict[str, Any] | None = None, apdex_t: float = 0.5,
                  timeout: float = 10.0, rounds: int | None = None,
-                 baseline: Target | EllipsisType = ...,
-                 kind: str | None = None) -> PerfResult: ...
+                 baseline: Target | EllipsisType = ..., kind: str | None = None,
+                 verify: bool = True, ca_bundle: str | None = None) -> PerfResult: ...
 
 
 def _urls(target: Target) -> list[str]:
@@ -165,7 +167,8 @@ def minigram_load(request: pytest.FixtureRequest, minigram_target: str,
     journey is a registered name, a `Journey` or an ``async def journey(user)`` function.
     ``rounds=N`` (default ``--minigram-rounds``) runs it N times in a row, round r against
     the target's r-th process, and returns the rounds joined. With a baseline target, each
-    round also runs against the baseline, the two in turn.
+    round also runs against the baseline, the two in turn. An ``https://`` target is verified
+    against the system's CAs or ``ca_bundle``; ``verify=False`` accepts any certificate.
     """
     conductor = request.config.stash[CONDUCTOR]
 
@@ -177,12 +180,12 @@ def minigram_load(request: pytest.FixtureRequest, minigram_target: str,
              iterations: int | None = None, max_users: int | None = None,
              params: dict[str, Any] | None = None, apdex_t: float = 0.5,
              timeout: float = 10.0, rounds: int | None = None,
-             baseline: Target | EllipsisType = ...,
-             kind: str | None = None) -> PerfResult:
+             baseline: Target | EllipsisType = ..., kind: str | None = None,
+             verify: bool = True, ca_bundle: str | None = None) -> PerfResult:
         spec = LoadSpec(users=users, rate=rate, duration=duration, stages=stages,
                         ramp_up=ramp_up, think_time=think_time, iterations=iterations,
                         max_users=max_users, params=params, apdex_t=apdex_t, timeout=timeout,
-                        rounds=rounds, kind=kind)
+                        rounds=rounds, kind=kind, verify=verify, ca_bundle=ca_bundle)
         base = minigram_baseline_target if isinstance(baseline, EllipsisType) else baseline
         target = target_info(request, minigram_target)
         base_infos = [target_info(request, url, "baseline") for url in _urls(base)]
