@@ -85,6 +85,31 @@ class PerfResult:
         return self.result.dropped_iterations
 
     @property
+    def iterations(self) -> int:
+        return self.result.iterations
+
+    @property
+    def server_timing(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Server-Timing components per action: count and total seconds."""
+        return self.result.server_timing
+
+    @property
+    def workload(self) -> dict[str, Any]:
+        return self.result.workload
+
+    @property
+    def generator(self) -> dict[str, Any]:
+        """The generators' CPU, saturation and (under xdist) coordination figures."""
+        return self.result.generator
+
+    @property
+    def interrupted(self) -> bool:
+        return self.result.interrupted
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.result.to_dict()
+
+    @property
     def saturated(self) -> bool:
         return self.result.saturated
 
