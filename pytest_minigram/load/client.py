@@ -114,6 +114,17 @@ class ConnectionTimes:
         self.tls = Timing()
 
 
+class RequestFailed(Exception):
+    """Raised by ``Response.json()`` (or ``raise_for_status``) on a request that failed.
+
+    The failure is already in the statistics; the runner ends the iteration quietly.
+    """
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"request failed: {response.error or response.status}")
+        self.response = response
+
+
 class Response:
     """A received response. ``ok`` is decided by the caller's ``expect``; ``expected`` is
     true for a status outside 2xx/3xx that the caller declared in ``expect``."""
@@ -151,15 +162,11 @@ class Response:
         iteration stop at the first failed step.
         """
         if not self.ok:
-            from pytest_minigram.load.journey import RequestFailed
-
             raise RequestFailed(self)
         return _json.loads(self.body)
 
     def raise_for_status(self) -> None:
         if not self.ok:
-            from pytest_minigram.load.journey import RequestFailed
-
             raise RequestFailed(self)
 
     def __repr__(self) -> str:

@@ -21,6 +21,7 @@ from pytest_minigram.load.client import (
     Connection,
     ConnectionTimes,
     FileSpec,
+    RequestFailed,
     Response,
     Target,
 )
@@ -34,17 +35,6 @@ Step = Callable[["VirtualUser"], Awaitable[None]]
 F = TypeVar("F", bound=Callable[..., Awaitable[None]])
 S = TypeVar("S", bound=Step)  # Mapping keys are invariant: {fn: 3} is a dict of fn's own type
 _WEIGHT = "_minigram_task_weight"
-
-
-class RequestFailed(Exception):
-    """Raised by ``Response.json()`` (or ``raise_for_status``) on a request that failed.
-
-    The failure is already in the statistics; the runner ends the iteration quietly.
-    """
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(f"request failed: {response.error or response.status}")
-        self.response = response
 
 
 @overload
