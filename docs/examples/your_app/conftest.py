@@ -1,14 +1,13 @@
 """pytest-minigram against a service that is not Minigram: a static site on http.server.
 
 Two things make it your app: a ``minigram_target`` fixture that returns its base URL, and a
-journey (what one virtual user does) registered through the plugin's hook.
+journey (what one virtual user does), here in test_site_perf.py.
 """
 
 import sys
 
 import pytest
 
-from pytest_minigram.load import Journey
 from pytest_minigram.server import ServerProcess, free_port
 
 
@@ -30,12 +29,3 @@ def site(tmp_path_factory):
 @pytest.fixture
 def minigram_target(site):
     return site
-
-
-async def visit(user):
-    await user.get("/", name="listing")
-    await user.get("/index.html", name="page")
-
-
-def pytest_minigram_add_journeys(config):
-    return [Journey("visit", visit)]
