@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, fields
 from types import EllipsisType
 from typing import Any, Literal, Protocol
 
 import pytest
 
 from pytest_minigram.breaking import BreakingPoint, find_breaking_point
-from pytest_minigram.load import ActionStats, Journey, Result, VirtualUser
+from pytest_minigram.load import Journey, Result, VirtualUser
 from pytest_minigram.plugin.conductor import RECORDS, Conductor, LoadSpec
 from pytest_minigram.plugin.targets import TargetInfo, target_info
 from pytest_minigram.record import PerfRecord, SloOutcome
@@ -43,103 +44,40 @@ DECLARATIVE_KEYS: dict[str, str] = {
 }
 
 
-class PerfResult:
-    """The merged load result a test sees, with ``check()`` for thresholds.
+@dataclass(repr=False)
+class PerfResult(Result):
+    """The merged load result a test sees: a `Result` (latencies in seconds, rates as
+    fractions, ``stats("feed")`` for one action) with ``check()`` for thresholds."""
 
-    Latencies are in seconds and rates are fractions; ``stats("feed")`` is one action's.
-    """
+    record: PerfRecord | None = None
 
-    def __init__(self, result: Result, record: PerfRecord) -> None:
-        self.result = result
-        self.record = record
-        self.stage = record.stage
-
-    count = property(lambda self: self.result.count)
-    throughput = property(lambda self: self.result.throughput)
-    error_rate = property(lambda self: self.result.error_rate)
-    apdex = property(lambda self: self.result.apdex)
-    p50 = property(lambda self: self.result.p50)
-    p90 = property(lambda self: self.result.p90)
-    p95 = property(lambda self: self.result.p95)
-    p99 = property(lambda self: self.result.p99)
-    p99_9 = property(lambda self: self.result.p99_9)
-    min = property(lambda self: self.result.min)
-    mean = property(lambda self: self.result.mean)
-    max = property(lambda self: self.result.max)
+    @classmethod
+    def of(cls, result: Result, record: PerfRecord) -> PerfResult:
+        return cls(**{f.name: getattr(result, f.name) for f in fields(Result)}, record=record)
 
     @property
-    def errors(self) -> dict[str, dict[str, Any]]:
-        """Errors by kind (``status_503``, ``connection_reset``...), with a count and an example."""
-        return self.result.errors
+    def stage(self) -> str | None:
+        return self.record.stage if self.record is not None else None
 
     @property
-    def actions(self) -> dict[str, ActionStats]:
-        return self.result.actions
-
-    @property
-    def duration(self) -> float:
-        return self.result.duration
-
-    @property
-    def dropped_iterations(self) -> int:
-        return self.result.dropped_iterations
-
-    @property
-    def iterations(self) -> int:
-        return self.result.iterations
-
-    @property
-    def server_timing(self) -> dict[str, dict[str, dict[str, float]]]:
-        """Server-Timing components per action: count and total seconds."""
-        return self.result.server_timing
-
-    @property
-    def workload(self) -> dict[str, Any]:
-        return self.result.workload
-
-    @property
-    def generator(self) -> dict[str, Any]:
-        """The generators' CPU, saturation and (under xdist) coordination figures."""
-        return self.result.generator
-
-    @property
-    def interrupted(self) -> bool:
-        return self.result.interrupted
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.result.to_dict()
-
-    @property
-    def saturated(self) -> bool:
-        return self.result.saturated
-
-    @property
-    def timeseries(self) -> list[dict[str, Any]]:
-        return self.result.timeseries
-
-    def stats(self, action: str | None = None) -> ActionStats:
-        return self.result.stats(action)
-
-    def metric(self, name: str, action: str | None = None) -> float:
-        return self.result.metric(name, action)
-
-    def percentile(self, q: float, action: str | None = None) -> float:
-        return self.result.percentile(q, action)
+    def result(self) -> Result:
+        return self
 
     def __repr__(self) -> str:
-        r = self.result
-        return (f"<PerfResult stage={self.stage} count={r.count} throughput={r.throughput:.1f}/s "
-                f"error_rate={r.error_rate:.2%} p95={r.p95 * 1000:.1f}ms apdex={r.apdex}>")
+        return (f"<PerfResult stage={self.stage} count={self.count} "
+                f"throughput={self.throughput:.1f}/s error_rate={self.error_rate:.2%} "
+                f"p95={self.p95 * 1000:.1f}ms apdex={self.apdex}>")
 
     def check(self, *thresholds: str) -> None:
         """Assert k6-style thresholds such as ``"p95 < 500ms"``; lists every violation."""
         __tracebackhide__ = True
         try:
-            outcomes = evaluate(self.result, list(thresholds))
+            outcomes = evaluate(self, list(thresholds))
         except ThresholdError as exc:
             raise pytest.UsageError(f"bad threshold: {exc}") from None
-        self.record.slo.extend(SloOutcome(o.threshold.text, o.measured, o.passed, o.note)
-                               for o in outcomes)
+        if self.record is not None:
+            self.record.slo.extend(SloOutcome(o.threshold.text, o.measured, o.passed,
+                                              o.note) for o in outcomes)
         if not all(o.passed for o in outcomes):
             raise SLOViolation(outcomes, stage=self.stage)
 
@@ -215,7 +153,7 @@ def minigram_load(request: pytest.FixtureRequest, minigram_target: str,
         target = target_info(request, minigram_target)
         base_infos = [target_info(request, url, "baseline") for url in _urls(base)]
         record, result = conductor.run_load(request.node, journey, target, base_infos, spec)
-        return PerfResult(result, record)
+        return PerfResult.of(result, record)
 
     return load
 
