@@ -15,7 +15,7 @@ import re
 from enum import Enum
 
 __all__ = ["ALIASES", "METRICS", "Kind", "bad_direction", "canonical", "fmt_ms", "fmt_value",
-           "human_seconds", "kind_of", "percentile_of", "valid_names"]
+           "human_seconds", "kind_of", "ms_number", "percentile_of", "valid_names"]
 
 
 class Kind(Enum):
@@ -81,6 +81,13 @@ def fmt_ms(seconds: float | None) -> str:
         return "-"
     ms = seconds * 1000.0
     return f"{ms:.0f}ms" if ms >= 100 else f"{ms:.1f}ms"
+
+
+def ms_number(seconds: float | None) -> str:
+    """A latency in milliseconds without its unit, for columns headed ``ms``: ``4.9``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    return f"{seconds * 1000:.1f}"
 
 
 def fmt_value(name: str, v: float | None) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ from pytest_minigram.load.recorder import Progress
 from pytest_minigram.load.result import ActionStats, Result, Timing
 from pytest_minigram.load.runner import run
 from pytest_minigram.load.workloads import Closed, Open, RampingRate, parse_duration
+from pytest_minigram.metrics import ms_number as _ms
 
 __all__ = ["escape_controls", "format_summary", "main"]
 
@@ -101,10 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--json", type=Path, help="Write the result JSON to this file")
     p.add_argument("-q", "--quiet", action="store_true", help="No live progress line")
     return p
-
-
-def _ms(seconds: float) -> str:
-    return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f}"
 
 
 def _row(name: str, s: ActionStats) -> str:
