@@ -413,6 +413,32 @@ def _default_driver(url: Any) -> Any:
     return url
 
 
+def history(storage: Storage, name: str, count: int) -> list[dict[str, Any]]:
+    """The last ``count`` runs saved under ``name``, oldest first (NoSavedRun if none)."""
+    numbers = [f.number for f in storage.list() if f.name == name][-count:]
+    if not numbers:
+        raise NoSavedRun(f"no saved run named {name!r}")
+    return [storage.load(str(n)) for n in numbers]
+
+
+def pooled_baseline(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One baseline from several saved runs of the same tests: each test's results joined as
+    rounds (``concat``), so the gate counts the spread between the runs as noise, as it does
+    between the rounds of one run. The latest run's environment and verdicts stand for it."""
+    from pytest_minigram.load.result import concat
+
+    latest = runs[-1]
+    tests = []
+    for entry in latest["tests"]:
+        key = (entry["test"], entry["stage"])
+        results = [Result.from_dict(t["result"]) for run in runs for t in run["tests"]
+                   if (t["test"], t["stage"]) == key and t.get("result") is not None]
+        if len(results) > 1:
+            entry = {**entry, "result": concat(results).to_dict(), "pooled_runs": len(results)}
+        tests.append(entry)
+    return {**latest, "tests": tests}
+
+
 def open_storage(location: str | os.PathLike[str], machine_id: str | None = None) -> Storage:
     """A directory path -> :class:`FileStorage`; a SQLAlchemy URL -> :class:`SQLStorage`."""
     text = os.fspath(location)

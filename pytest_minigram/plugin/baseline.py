@@ -16,7 +16,15 @@ from pytest_minigram.gate import (
 from pytest_minigram.plugin.options import Settings
 from pytest_minigram.record import PerfRecord, unique_entries
 from pytest_minigram.redact import redact_text, redact_url
-from pytest_minigram.storage import BaselineError, NoSavedRun, load_run, new_run, open_storage
+from pytest_minigram.storage import (
+    BaselineError,
+    NoSavedRun,
+    history,
+    load_run,
+    new_run,
+    open_storage,
+    pooled_baseline,
+)
 
 DUET_SOURCE = "measured side by side"
 
@@ -47,10 +55,15 @@ class Baseline:
             else:
                 storage = open_storage(settings.storage)
                 try:
-                    self.run = storage.load(ref)
+                    if settings.compare_history > 1 and not ref.isdigit() and ref != "latest":
+                        runs = history(storage, ref, settings.compare_history)
+                        self.run = pooled_baseline(runs)
+                        pooled = f", the last {len(runs)} runs pooled" if len(runs) > 1 else ""
+                    else:
+                        self.run, pooled = storage.load(ref), ""
                 finally:
                     storage.close()
-                self.source = f"{ref} in {redact_url(settings.storage)}"
+                self.source = f"{ref} in {redact_url(settings.storage)}{pooled}"
         except BaselineError as exc:
             if settings.compare is None and isinstance(exc, NoSavedRun):
                 # Nothing saved yet, but a minigram_baseline_target fixture may still measure

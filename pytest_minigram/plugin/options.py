@@ -61,6 +61,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--minigram-compare", "minigram_compare",
            "Compare against a saved run: NAME, number, path or latest (default: latest)",
            nargs="?", const="latest", metavar="NAME"),
+    Option("--minigram-compare-history", "minigram_compare_history",
+           "Gate on the last N runs saved under the --minigram-compare name, pooled: the spread "
+           "between them counts as noise, as the spread between rounds does (default: 1)",
+           default="1", metavar="N"),
     Option("--minigram-compare-fail", "minigram_compare_fail",
            "Fail a perf test whose change is significant and beyond EXPR, e.g. p95:+10%,"
            "throughput:-10%", metavar="EXPR"),
@@ -176,6 +180,7 @@ class Settings:
     compare: str | None = None
     compare_fail: str | None = None
     compare_warn: bool = False
+    compare_history: int = 1
     benchmark_json: Path | None = None
     results: Path | None = None
     coordinator: tuple[str, int] = ("127.0.0.1", 0)
@@ -220,11 +225,20 @@ def resolve(config: pytest.Config) -> Settings:
         compare=raw["--minigram-compare"] or None,
         compare_fail=raw["--minigram-compare-fail"] or None,
         compare_warn=bool(raw["--minigram-compare-warn"]),
+        compare_history=_history(_opt("--minigram-compare-history"),
+                                 raw["--minigram-compare-history"]),
         benchmark_json=Path(bench) if bench else None,
         results=Path(raw["--minigram-results"]) if raw["--minigram-results"] else None,
         coordinator=_address(_opt("--minigram-coordinator"), raw["--minigram-coordinator"]),
         advertise=str(raw["--minigram-advertise"]) if raw["--minigram-advertise"] else None,
     )
+
+
+def _history(opt: Option, value: Any) -> int:
+    n = parse_count(opt, value)
+    if not 1 <= n <= 100:
+        raise usage_error(opt, value, "expected a number of saved runs from 1 to 100")
+    return n
 
 
 def _address(opt: Option, value: Any) -> tuple[str, int]:

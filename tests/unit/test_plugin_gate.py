@@ -67,3 +67,20 @@ def test_the_detectable_change_is_reported_beside_the_tolerance(
     seen = float(props["minigram_gate_p50_detectable"].strip("+%"))
     assert 0 < seen < 1000
     res.stdout.fnmatch_lines(["*metric*can see*gate*", f"*p50*+{seen:.1f}%*ok*"])
+
+
+def test_a_saved_history_is_pooled(target: pytest.Pytester,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PING_SECONDS", "2")
+    for _ in range(3):
+        target.runpytest("-p", "no:cacheprovider", "--minigram-save=main").assert_outcomes(
+            passed=1)
+    res = target.runpytest("-p", "no:cacheprovider", "--minigram-compare=main",
+                           "--minigram-compare-history=3", "--minigram-compare-fail=p50:+500%",
+                           "--minigram-compare-warn")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*against the baseline main in .minigram*, the last 3 runs "
+                              "pooled*"])
+    bad = target.runpytest("-p", "no:cacheprovider", "--minigram-compare-history=0")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--minigram-compare-history*invalid value '0'*"])

@@ -264,3 +264,26 @@ def test_values_out_of_range_are_refused(run: dict[str, Any], tmp_path: Path,
     file.write_text(json.dumps(broken))
     with pytest.raises(BaselineError, match=message):
         load_run(file)
+
+
+def test_a_history_pools_the_saved_runs_as_rounds(run: dict[str, Any], tmp_path: Path) -> None:
+    """Three runs saved under one name become one baseline whose rounds are the runs, so the
+    gate's two-level bootstrap counts the spread between saved runs as noise."""
+    from pytest_minigram.gate import compare_runs
+    from pytest_minigram.storage import history, pooled_baseline
+
+    st = FileStorage(tmp_path, machine_id="m1")
+    for _ in range(3):
+        st.save(run, "main")
+    st.save(run, "other")
+    runs = history(st, "main", 5)
+    assert len(runs) == 3
+    pooled = pooled_baseline(runs)
+    entry = pooled["tests"][0]
+    assert entry["pooled_runs"] == 3
+    assert len(entry["result"]["rounds"]) == 3
+    assert entry["result"]["total"]["count"] == 3 * run["tests"][0]["result"]["total"]["count"]
+    change = compare_runs(pooled, run).comparisons[0].changes[0]
+    assert change.rounds_baseline == 3 and change.rounds_current == 1
+    with pytest.raises(BaselineError, match="no saved run named 'nope'"):
+        history(st, "nope", 2)
