@@ -13,6 +13,7 @@ for the loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import queue
 import socket
@@ -206,9 +207,13 @@ class Coordinator:
                  clock: Clock | None = None, clock_samples: int = 8,
                  health_interval: float = 0.5, health_timeout: float = 2.0,
                  health_failures: int = 2,
-                 provide: Callable[[str], Any] | None = None) -> None:
+                 provide: Callable[[str], Any] | None = None,
+                 keep_results: bool = True) -> None:
         self.host = host
         self.provide = provide  # answers ``ask``: once a name, in the provider thread
+        # keep each finished load's merged Result (for wait_load); a session of many perf
+        # tests sends it to the workers and keeps only the verdict
+        self.keep_results = keep_results
         self.port = port
         self.secret = secret if secret is not None else new_secret()
         self.timeouts = timeouts or Timeouts()
@@ -617,7 +622,7 @@ class Coordinator:
                 if self.provide is None:
                     raise LookupError("this controller provides nothing")
                 result: tuple[Any, str] = (self.provide(name), "")
-            except Exception as exc:  # noqa: BLE001 - the workers are told why
+            except BaseException as exc:  # noqa: BLE001 - pytest.fail/skip too: tell the workers
                 result = (None, f"{type(exc).__name__}: {exc}")
             with self._lock:
                 self._provided[name] = result
@@ -825,6 +830,8 @@ class Coordinator:
         if load.health is not None:
             load.health.stop()
         self._loads.pop(load.key, None)
+        if not self.keep_results:
+            outcome = dataclasses.replace(outcome, result=None, action_series=[])
         self._finished[load.key] = outcome
         test = self._tests.setdefault(load.key[0], PerfTestOutcome(load.key[0]))
         test.loads.append(outcome)

@@ -115,8 +115,12 @@ def _compare_metric(metric: str, base: Result, cur: Result, wb: _Windows, wc: _W
                        else "beyond tolerance as a whole, but the floor of the per-second "
                             "windows did not move beyond it")
         if not ch.regression:
-            if ch.detectable is None:
-                ch.cannot_judge = f"the noise of its windows is unknown: {HOW_TO_SEE_MORE}"
+            if ch.detectable is None or (ch.detectable == 0 and ch.beyond_tolerance):
+                # no measurable noise in the floor while the whole run moved beyond the
+                # tolerance: the floor cannot show this change (errors in a few seconds)
+                ch.cannot_judge = ("the floor of its windows did not move while the whole run "
+                                   f"did: {HOW_TO_SEE_MORE}" if ch.detectable == 0 else
+                                   f"the noise of its windows is unknown: {HOW_TO_SEE_MORE}")
             elif ch.detectable > tol.amount:
                 ch.cannot_judge = (f"it can see {tol.format_amount(ch.detectable)}, more than "
                                    f"its tolerance {tol}: {HOW_TO_SEE_MORE}")

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from pytest_minigram.load.result import Timing
+from pytest_minigram.redact import redact_url
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -98,7 +99,8 @@ class Target:
             self.ssl = tls_context(verify, ca_bundle)
             if not verify:
                 warnings.warn(InsecureTargetWarning(
-                    f"TLS certificate verification is off for {self.url}: anyone on the path "
+                    f"TLS certificate verification is off for {redact_url(self.url)}: anyone "
+                    "on the path "
                     "can impersonate the target"), stacklevel=2)
         # resolved once, by the first connection of the run
         self.addresses: list[tuple[Any, ...]] | None = None

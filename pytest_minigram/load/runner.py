@@ -25,6 +25,7 @@ from pytest_minigram.load.monitor import PROBE_INTERVAL, CpuMonitor
 from pytest_minigram.load.recorder import Progress, Recorder
 from pytest_minigram.load.result import Result
 from pytest_minigram.load.workloads import Workload
+from pytest_minigram.redact import redact_url
 
 __all__ = ["run", "run_async"]
 
@@ -178,7 +179,7 @@ async def run_async(workload: Workload, journey: JourneyLike, target: str, *,
     if timeout <= 0 or apdex_t <= 0:
         raise ValueError("timeout and apdex_t must be > 0")
     tgt = Target(target, verify=verify, ca_bundle=ca_bundle)
-    all_labels = {"journey": journey.name, "target": tgt.url, **(labels or {})}
+    all_labels = {"journey": journey.name, "target": redact_url(tgt.url), **(labels or {})}
     interrupted = False
     if start_at is not None:
         try:

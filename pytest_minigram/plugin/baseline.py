@@ -14,7 +14,7 @@ from pytest_minigram.gate import (
     parse_tolerances,
 )
 from pytest_minigram.plugin.options import Settings
-from pytest_minigram.record import PerfRecord, unique_entries
+from pytest_minigram.record import PerfRecord
 from pytest_minigram.redact import redact_text, redact_url
 from pytest_minigram.storage import (
     BaselineError,
@@ -47,6 +47,11 @@ class Baseline:
         # --minigram-compare-fail alone gates on the latest saved run, or on a baseline
         # measured side by side (minigram_baseline_target)
         ref = settings.compare or ("latest" if settings.compare_fail else None)
+        if settings.compare_history > 1 and (ref is None or ref == "latest" or ref.isdigit()
+                                             or ref.endswith(".json")):
+            raise pytest.UsageError(
+                "--minigram-compare-history (ini: minigram_compare_history): pools the runs "
+                "saved under one name; give that name with --minigram-compare=NAME")
         if ref is None:
             return
         try:
@@ -88,9 +93,11 @@ class Baseline:
             return f"{DUET_SOURCE} at {record.duet_baseline.labels.get('target', '?')}"
         return self.source
 
-    def judge(self, record: PerfRecord) -> tuple[list[str], list[str]]:
-        """Set the record's comparison; return its regressions and what it cannot judge."""
-        (entry,) = unique_entries([record])
+    def judge(self, record: PerfRecord, entry: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """Set the record's comparison; return its regressions and what it cannot judge.
+
+        ``entry`` is the record's results-file entry, numbered among the test's loads
+        (``test#2`` for its second load), as the saved baseline numbered them."""
         if record.duet_baseline is not None:
             baseline = duet_baseline_run([entry])
         elif self.run is not None:
@@ -101,7 +108,10 @@ class Baseline:
                               baseline_source=self.source_of(record))
         comp = report.find(entry["test"], entry["stage"])
         if comp is None:
-            return [], []
+            why = next((n for t, st, n in report.skipped
+                        if (t, st) == (entry["test"], entry["stage"])), "not compared")
+            return [], ([f"{entry['test']} (stage {entry['stage']}): {why}"]
+                        if self.tolerances else [])
         record.comparison = report.to_dict()["tests"][0]["changes"]
         unjudged = [f"{c.metric} ({c.tolerance}): {c.cannot_judge}" for c in comp.unjudged]
         return [f"{c.metric}: {c.baseline:.6g} -> {c.current:.6g} "

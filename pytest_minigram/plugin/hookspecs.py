@@ -36,7 +36,7 @@ def pytest_minigram_result(config: pytest.Config, nodeid: str, stage: str | None
                            result: Result) -> None:
     """Called with every merged load result, for custom exporters.
 
-    With xdist it is called once per perf test, in the worker that reports the verdict.
+    With xdist it is called once per load, on the first worker of the load.
 
     Example::
 

@@ -142,14 +142,26 @@ class SessionOutputs:
         records = self.verdicts.records
         if not records:
             return
-        self.run = new_run(collect_environment(self.describe()), unique_entries(records))
-        self.comparison = self.baseline.compare_session(self.run)
+        try:
+            environment = collect_environment(self.describe())
+        except Exception as exc:  # noqa: BLE001 - a broken harness hook costs the environment only
+            environment = collect_environment({})
+            self.written.failures.append(redact_text(
+                f"environment incomplete: {type(exc).__name__}: {exc}"))
+        self.run = new_run(environment, unique_entries(records))
+        try:
+            self.comparison = self.baseline.compare_session(self.run)
+        except Exception as exc:  # noqa: BLE001 - the per-test verdicts stand; say what is missing
+            self.written.failures.append(redact_text(
+                f"session comparison not made: {type(exc).__name__}: {exc}"))
         s = self.settings
         outputs = Outputs.from_env(results=s.results, storage=s.storage, save=s.save,
                                    autosave=s.autosave, benchmark_json=s.benchmark_json,
                                    report=s.report)
+        failures = self.written.failures
         self.written = write_outputs(self.run, outputs, baseline=self.baseline.run,
                                      comparison=self.comparison)
+        self.written.failures[:0] = failures
         if self.written.failures and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.config.hook.pytest_minigram_run_finished(config=self.config, run=self.run)

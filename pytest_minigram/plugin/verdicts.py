@@ -16,8 +16,8 @@ import pytest
 from pytest_minigram.gate import parse_tolerance
 from pytest_minigram.plugin import xdist
 from pytest_minigram.plugin.baseline import Baseline
-from pytest_minigram.plugin.conductor import RECORDS, ROLE
-from pytest_minigram.record import PerfRecord
+from pytest_minigram.plugin.conductor import RECORDS
+from pytest_minigram.record import PerfRecord, unique_entries
 
 JUNIT_METRICS = ("throughput", "error_rate", "p50", "p95", "p99", "apdex_score", "count")
 
@@ -39,12 +39,11 @@ class Verdicts:
         rep = yield
         if item.get_closest_marker("perf") is None and RECORDS not in item.stash:
             return rep
-        role = item.stash.get(ROLE, "single")
         records = item.stash.get(RECORDS, [])
         if rep.when == "call":
             self._judge(item, rep, records)
         setattr(rep, xdist.REPORT_ATTR, {
-            "role": role,
+            "perf": item.get_closest_marker("perf") is not None,
             "records": [r.to_entry() for r in records] if rep.when == "call" else []})
         return rep
 
@@ -52,8 +51,8 @@ class Verdicts:
                records: list[PerfRecord]) -> None:
         regressions: list[str] = []
         unjudged: list[str] = []
-        for record in records:
-            found, blind = self.baseline.judge(record)
+        for record, entry in zip(records, unique_entries(records), strict=True):
+            found, blind = self.baseline.judge(record, entry)
             regressions += found
             unjudged += blind
         unbased = next(filter(None, map(self.baseline.why_none, records)), None)
@@ -102,7 +101,7 @@ class Verdicts:
             self.ran_perf.add(report.nodeid)
         for entry in info.get("records", []):
             record = PerfRecord.from_entry(entry)
-            record.verdict = record.verdict or report.outcome
+            record.verdict = report.outcome  # the controller's verdict, over every worker
             self.records.append(record)
 
     @pytest.hookimpl(trylast=True)

@@ -84,10 +84,11 @@ class XdistWorker:
     def pytest_runtest_makereport(self, item: pytest.Item,
                                   call: pytest.CallInfo[None]) -> Any:
         rep = yield
-        if rep.failed and item.get_closest_marker("perf") is not None:
+        if (rep.failed or rep.skipped) and item.get_closest_marker("perf") is not None:
             # the others are told at once: a load they wait for will never start
-            what = {"setup": "setup error", "teardown": "teardown error"}.get(rep.when,
-                                                                                "failure")
+            what = ("skipped" if rep.skipped else
+                    {"setup": "setup error", "teardown": "teardown error"}.get(rep.when,
+                                                                               "failure"))
             self.client.fail(item.nodeid, f"{what} on worker {self.wid}: "
                              f"{_short(rep.longreprtext)}")
         return rep
@@ -100,7 +101,10 @@ def _short(text: str, limit: int = 300) -> str:
 
 
 def _is_perf_report(rep: Any) -> bool:
-    return isinstance(getattr(rep, REPORT_ATTR, None), dict)
+    """A report of a perf-marked test: every worker runs it (other tests that call
+    ``minigram_load`` run on one worker and carry their records through as they are)."""
+    info = getattr(rep, REPORT_ATTR, None)
+    return isinstance(info, dict) and bool(info.get("perf"))
 
 
 class ReportCombiner:
@@ -114,11 +118,11 @@ class ReportCombiner:
         self.emit = emit  # DSession.worker_testreport(node, rep)
         self.live: dict[str, Any] = {}  # worker id -> node
         self.pending: dict[tuple[str, str], dict[str, Any]] = {}
-        self.emitted_perf = 0
         # every phase of a test is emitted as from one worker: JUnit keys a test case by its
         # node id and worker, and one test must be one test case
         self.canonical: dict[str, Any] = {}
         self.setup_failed: set[str] = set()
+        self.verdicts: dict[str, str] = {}
 
     def add(self, node: Any, rep: Any) -> None:
         if not _is_perf_report(rep):
@@ -149,17 +153,28 @@ class ReportCombiner:
         if not real:
             return
         failed = [(w, n, r) for w, n, r in real if r.failed]
+        outcomes = {r.outcome for _, _, r in real}
         wid, node, rep = failed[0] if failed else real[0]
         if failed:
             others = [w for w, _, _ in failed[1:]]
             rep.longrepr = (f"[on xdist worker {wid}"
                             + (f"; also failed on {', '.join(others)}" if others else "")
                             + f"]\n{rep.longreprtext}")
+        elif len(outcomes) > 1:  # say, skipped on one machine and passed on another
+            rep.outcome = "failed"
+            rep.longrepr = ("the workers disagree: " + ", ".join(
+                f"{r.outcome} on {w}" + (f" ({_short(r.longreprtext)})" if r.skipped else "")
+                for w, _, r in real))
         elif down and rep.when == "call":
             rep.outcome = "failed"
             rep.longrepr = "; ".join(f"xdist worker {w.split(' ')[0]} {why}" for w, why in down)
         if rep.when == "call":
-            self.emitted_perf += 1
+            self.verdicts[rep.nodeid] = rep.outcome
+        elif rep.when == "teardown" and rep.nodeid in self.verdicts:
+            # JUnit writes the properties of the teardown report: the verdict is the one given
+            rep.user_properties = [
+                (k, self.verdicts[rep.nodeid] if k == "minigram_verdict" else v)
+                for k, v in rep.user_properties]
         if rep.when == "setup" and rep.failed:
             self.setup_failed.add(rep.nodeid)
             self.pending.pop((rep.nodeid, "call"), None)
@@ -176,25 +191,19 @@ class XdistController:
         self.provide = provide
         self._coordinator: Coordinator | None = None
         self.combiner: ReportCombiner | None = None
-        self.workers: list[str] = []
+        self.workers: set[str] = set()  # those that take part in the perf tests
+        self.dispatched = False  # perf tests were handed out: a replacement takes no part
 
     @property
     def coordinator(self) -> Coordinator:
         if self._coordinator is None:
-            self._coordinator = Coordinator(self.host, self.port, provide=self.provide).start()
+            self._coordinator = Coordinator(self.host, self.port, provide=self.provide,
+                                            keep_results=False).start()
         return self._coordinator
 
     @property
     def active(self) -> bool:
         return self._coordinator is not None
-
-    def describe(self) -> str:
-        """``2 workers on this host`` / ``4 workers over ssh``, for the header and the results."""
-        specs = [str(s) for s in (self.config.getoption("tx", None) or [])]
-        n = len(self.workers)
-        if any(s.startswith("ssh") for s in specs):
-            return f"{n} workers over ssh"
-        return f"{n} workers on this host"
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         dsession = session.config.pluginmanager.getplugin("dsession")
@@ -214,15 +223,19 @@ class XdistController:
 
     def pytest_configure_node(self, node: Any) -> None:
         wid = str(node.workerinput["workerid"])
-        self.coordinator.expect(wid)
-        self.workers.append(wid)
-        if self.combiner is not None:
-            self.combiner.live[wid] = node
+        if not self.dispatched:
+            # a worker that replaces a crashed one is given no perf test (the scheduler sent
+            # them to the first workers), so no load waits for it
+            self.coordinator.expect(wid)
+            self.workers.add(wid)
+            if self.combiner is not None:
+                self.combiner.live[wid] = node
         node.workerinput.update(self.coordinator.worker_input(self.advertise))
 
     def pytest_testnodeready(self, node: Any) -> None:
-        if self.combiner is not None:
-            self.combiner.live[str(node.gateway.id)] = node
+        wid = str(node.gateway.id)
+        if self.combiner is not None and wid in self.workers:
+            self.combiner.live[wid] = node
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         wid = str(node.gateway.id)
@@ -246,6 +259,7 @@ class XdistController:
         return make_scheduler(config, log, self._perf_of)
 
     def _perf_of(self, workers: Sequence[str]) -> set[str]:
+        self.dispatched = True
         started = time.monotonic()
         collected = self.coordinator.wait_collected(workers, COLLECTION_TIMEOUT)
         perf = {nodeid for ids in collected.values() for nodeid in ids}

@@ -84,3 +84,40 @@ def test_a_saved_history_is_pooled(target: pytest.Pytester,
     bad = target.runpytest("-p", "no:cacheprovider", "--minigram-compare-history=0")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--minigram-compare-history*invalid value '0'*"])
+
+
+TWO_LOADS = """
+import pytest
+
+@pytest.mark.perf
+def test_ping(minigram_load):
+    minigram_load("ping", users=1, duration=10)
+    minigram_load("slow", users=2, duration=10)
+"""
+
+
+def test_a_second_load_is_gated_against_the_second_load(pytester: pytest.Pytester) -> None:
+    """A test's second load used to be compared with the baseline's first."""
+    pytester.makeconftest(TARGET_CONFTEST)
+    pytester.makepyfile(test_perf=TWO_LOADS)
+    pytester.runpytest("-p", "no:cacheprovider", "--minigram-save=base").assert_outcomes(
+        passed=1)
+    res = pytester.runpytest("-p", "no:cacheprovider", "--minigram-compare=base",
+                             "--minigram-compare-fail=p50:+50%", "--minigram-compare-warn")
+    res.assert_outcomes(passed=1)
+    assert "REGRESSION" not in str(res.stdout)
+    # judged, both loads: the gate could see a +50 % move of each
+    res.stdout.fnmatch_lines(["*test_ping (stage -)*", "*p50 *ok*", "*test_ping#2 (stage -)*",
+                              "*p50 *ok*"])
+
+
+def test_a_test_missing_from_the_baseline_is_not_silently_ungated(
+        target: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PING_SECONDS", "1")
+    target.runpytest("-p", "no:cacheprovider", "--minigram-save=base").assert_outcomes(
+        passed=1)
+    target.makepyfile(test_perf=PERF.replace("def test_ping", "def test_renamed"))
+    res = target.runpytest("-p", "no:cacheprovider", "--minigram-compare=base",
+                           "--minigram-compare-fail=p95:+10%")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*cannot judge this test*", "*test_renamed*not in the baseline*"])

@@ -327,3 +327,15 @@ def pytest_runtest_protocol(item, nextitem):
         out = res.stdout + res.stderr
         assert res.returncode == 1, out
         assert "perf test(s) were collected and none ran" in out, out
+
+
+def test_a_test_without_the_perf_marker_may_load_on_one_worker(project: Path) -> None:
+    """It is load-balanced like any test: its report must not wait for the other worker."""
+    (project / "test_dist.py").write_text('''
+def test_quick_load(minigram_load):
+    assert minigram_load("ping", users=1, duration=0.5).count > 0
+''')
+    res = _run(project, "-n", "2")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert _junit(project) == {"test_quick_load": "passed"}, out

@@ -15,6 +15,11 @@ from pytest_minigram.redact import redact_text, redact_url
     ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
     ("postgresql://user@db/x", "postgresql://user@db/x"),
     (".minigram", ".minigram"),
+    ("postgresql://u:ab/cd@host/db", "postgresql://u:***@host/db"),
+    ("postgresql://u:p@ss@host:5432/db", "postgresql://u:***@host:5432/db"),
+    ("https://h.test/cb#access_token=T0K&x=1", "https://h.test/cb#access_token=***&x=1"),
+    ("https://s3.test/o?X-Amz-Signature=abc&X-Amz-Date=1",
+     "https://s3.test/o?X-Amz-Signature=***&X-Amz-Date=1"),
 ])
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
