@@ -529,3 +529,20 @@ def test_hierarchical_test_counts_disagreeing_rounds_as_noise() -> None:
                                 1000, 0)
     nested = hierarchical_floor_test(gb, gc, 0.1, rel, 1000, 0)
     assert nested > 0.1 > flat
+
+
+def test_errors_in_a_few_seconds_cannot_hide_behind_a_quiet_median() -> None:
+    """Errors in 2 seconds of 20+: the median window has none, so the floor cannot move and
+    its noise is nil; the whole run is beyond the tolerance. That is not 'ok'."""
+    base = feed("baseline")
+    cur = copy.deepcopy(feed("unchanged"))
+    burst = 0
+    for row in cur["timeseries"][3:5]:
+        row["errors"] = row["requests"]
+        burst += row["requests"]
+    cur["total"]["errors"] = cur["total"].get("errors", 0) + burst
+    ch = by_metric(compare_results(base, cur, parse_tolerances("error_rate:+0.5pp")))[
+        "error_rate"]
+    assert ch.beyond_tolerance and not ch.regression
+    assert ch.detectable == 0
+    assert "did not move while the whole run did" in ch.cannot_judge
