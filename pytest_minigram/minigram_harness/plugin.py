@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_minigram.minigram_harness import hookspecs
-from pytest_minigram.minigram_harness import options as harness_options
-from pytest_minigram.minigram_harness.options import HarnessSettings
+from pytest_minigram.minigram_harness import plugin_options as harness_options
+from pytest_minigram.minigram_harness.plugin_options import HarnessSettings
 from pytest_minigram.plugin import session_tmpdir, settings, xdist_worker
 from pytest_minigram.plugin.targets import TargetInfo
 from pytest_minigram.server import ServerDied

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pytest_minigram.gate import parse_tolerances
-from pytest_minigram.minigram_harness.options import OPTIONS as HARNESS_OPTIONS
+from pytest_minigram.minigram_harness.plugin_options import OPTIONS as HARNESS_OPTIONS
 from pytest_minigram.plugin.options import DEFAULT_STORAGE, OPTIONS
 
 WORKFLOW = Path(__file__).parents[2] / ".github" / "workflows" / "perf.yml"
