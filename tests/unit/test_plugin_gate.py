@@ -65,7 +65,7 @@ def test_the_detectable_change_is_reported_beside_the_tolerance(
     assert props["minigram_gate_throughput_detectable"].startswith("-")
     assert props["minigram_gate_p50_status"] == "ok"
     seen = float(props["minigram_gate_p50_detectable"].strip("+%"))
-    assert 0 < seen < 1000
+    assert 0 <= seen < 1000  # 0 when every window's p50 fell in one histogram bucket
     res.stdout.fnmatch_lines(["*metric*can see*gate*", f"*p50*+{seen:.1f}%*ok*"])
 
 
