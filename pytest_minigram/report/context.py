@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_minigram.report import fmt, series
-from pytest_minigram.report.findings import compute_findings
+from pytest_minigram.report.findings import ResultRow, compute_findings
 
 Json = dict[str, Any]
 RUN_SCHEMA = "pytest-minigram/run"
@@ -73,12 +73,18 @@ def stage_key(stage: str) -> tuple[int, float, str]:
 
 
 def group_of(test: str, stage: str) -> str:
-    """The test id without its stage parameter: test_x[1.5-50] -> test_x[50]."""
-    match = re.fullmatch(r"(.*)\[(.*)\]", test)
+    """The test id without its stage parameter, the same on every stage.
+
+    test_x[1.5-50] -> test_x[50]; test_x[stage2-feed]#3 -> test_x[feed]#3 (the harness's ids
+    are ``stage<N>``; ``#k`` is the k-th load of one test and stays, it is a different level).
+    """
+    match = re.fullmatch(r"(.*)\[(.*)\](#\d+)?", test)
     if not match:
         return test
-    parts = [p for p in match.group(2).split("-") if p != stage]
-    return f"{match.group(1)}[{'-'.join(parts)}]" if parts else match.group(1)
+    params = match.group(2).split("-")
+    parts = [p for p in params if p not in (stage, f"stage{stage}")]
+    suffix = match.group(3) or ""
+    return (f"{match.group(1)}[{'-'.join(parts)}]" if parts else match.group(1)) + suffix
 
 
 def short_name(test: str) -> str:
@@ -140,35 +146,35 @@ def environment(run: Mapping[str, Any]) -> Json:
     }
 
 
-def _primary_group(entries: Sequence[Entry], stages: Sequence[str]) -> str | None:
-    """The test whose stages the overview compares: the one that tells the story.
+def _ranked_groups(entries: Sequence[Entry]) -> list[str]:
+    """The tests the overview can compare, the one that tells the story first.
 
     In order: it ran on the most stages; it plays the realistic journey (a whole visit, not
-    one operation); it is a load test (then stress); it ran the highest load (users, else
-    arrivals per second); it made the most requests.
+    one operation); it held one load level (a ramp through many levels has no single load to
+    compare); it ran the highest level on every stage (users, else arrivals per second), so a
+    stress ladder's top common level beats a one-user load test; a load test before a stress
+    test at the same load; it made the most requests.
     """
     groups: dict[str, list[Entry]] = {}
     for e in entries:
         if e.kind != "breaking":
             groups.setdefault(e.group, []).append(e)
-    if not groups:
-        return None
-
     def load(e: Entry) -> float:
         value = _dig(e.result, "workload.users") or _dig(e.result, "workload.rate") or 0
         return float(value) if isinstance(value, int | float) else 0.0
 
-    def score(item: tuple[str, list[Entry]]) -> tuple[int, int, int, float, int, str]:
+    def score(item: tuple[str, list[Entry]]) -> tuple[int, int, int, float, int, int, str]:
         name, members = item
         kinds = {e.kind for e in members}
         pref = min((KIND_PREFERENCE.index(k) for k in kinds if k in KIND_PREFERENCE),
                    default=len(KIND_PREFERENCE))
         realistic = all(_dig(e.result, "labels.journey") == "realistic" for e in members)
         requests = sum(series.count(e.total) for e in members)
-        return (-len({e.stage for e in members}), 0 if realistic else 1, pref,
-                -min(load(e) for e in members), -requests, name)
+        ramp = any(_dig(e.result, "workload.model") == "ramping" for e in members)
+        return (-len({e.stage for e in members}), 0 if realistic else 1, 1 if ramp else 0,
+                -min(load(e) for e in members), pref, -requests, name)
 
-    return min(groups.items(), key=score)[0]
+    return [name for name, _ in sorted(groups.items(), key=score)]
 
 
 def _measure(e: Entry) -> Json:
@@ -237,7 +243,8 @@ def _overview(entries: Sequence[Entry], stages: Sequence[str], primary: str | No
                      "overall": fmt.ratio(values[0], values[-1], higher)
                      if len(stages) > 1 else None})
     workload = next((e.result.get("workload") for e in entries if e.group == primary), None)
-    return {"group": primary, "stages": list(stages), "rows": rows, "measures": by_stage,
+    return {"group": primary, "name": short_name(primary) if primary else None,
+            "stages": list(stages), "rows": rows, "measures": by_stage,
             "workload": fmt.workload(workload) if workload else None,
             "first": stages[0] if stages else None, "last": stages[-1] if stages else None}
 
@@ -432,8 +439,11 @@ def build_context(runs: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any]
         for stage, cfg in environment(run)["stages"].items():
             env["stages"].setdefault(stage, cfg)
     base_env = environment(base_run) if base_run is not None else None
-    primary = _primary_group(entries, stages)
+    ranked = _ranked_groups(entries)
+    primary = ranked[0] if ranked else None
     overview = _overview(entries, stages, primary)
+    multi_stage = [g for g in ranked
+                   if len({e.stage for e in entries if e.group == g}) > 1]
     actions = _actions(entries, stages, primary)
     charts = _charts(entries, stages, primary, actions, max_points)
     comp_rows, comp_warnings = (_flatten_comparison(comparison) if comparison is not None
@@ -450,6 +460,11 @@ def build_context(runs: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any]
                           for s in stages],
         "summary": summary,
         "overview": {k: v for k, v in overview.items() if k != "measures"},
+        # every other test that ran on more than one stage, for the overview's switcher
+        "overview_others": [
+            {k: v for k, v in _overview(entries, stages, g).items() if k != "measures"}
+            | {"name": short_name(g)}
+            for g in multi_stage if g != primary],
         "tests": _test_rows(entries, stages),
         "actions": actions,
         "charts": charts,
@@ -462,7 +477,8 @@ def build_context(runs: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any]
     }
     context["findings"] = compute_findings(
         stages=stages, measures=overview["measures"], primary=primary,
-        results=[(e.stage, e.kind, e.result, e.verdict, e.slo) for e in entries],
+        results=[ResultRow(e.stage, e.kind, e.result, e.verdict, e.slo, short_name(e.test))
+                 for e in entries],
         server_timing=charts["overview"]["server_timing"],
         errors_vs_users=charts["overview"]["errors_vs_users"], comparison=comp)
     return context

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_minigram.report import fmt
 
 Json = dict[str, Any]
-ResultRow = tuple[str, str, Mapping[str, Any], str, Sequence[Mapping[str, Any]]]
+
+
+class ResultRow(NamedTuple):
+    stage: str
+    kind: str
+    result: Mapping[str, Any]
+    verdict: str
+    slo: Sequence[Mapping[str, Any]]
+    test: str = ""  # short test id: the evidence a finding names
 
 COMPONENT_NAMES = {"db": "the database", "cache": "the cache", "hash": "password hashing",
                    "app": "application code"}
@@ -56,26 +64,42 @@ def _join(names: Sequence[str]) -> str:
 
 
 def _error_findings(results: Sequence[ResultRow]) -> list[Json]:
-    """Worst fixed-load run per stage whose error rate is high."""
-    worst: dict[str, tuple[float, Mapping[str, Any]]] = {}
-    for stage, kind, result, _v, _s in results:
-        workload = result.get("workload") or {}
-        if kind not in ("load", "breaking") or workload.get("model") != "closed":
+    """Worst fixed-load run per stage whose error rate is high, named with its evidence.
+
+    A 4xx is the app refusing a request, which is as often the script's mistake as the app's:
+    the finding says so instead of presenting it as the app failing.
+    """
+    worst: dict[str, tuple[float, ResultRow]] = {}
+    for row in results:
+        workload = row.result.get("workload") or {}
+        if row.kind not in ("load", "breaking") or workload.get("model") != "closed":
             continue
-        total = result.get("total") or {}
+        total = row.result.get("total") or {}
         n = int(total.get("count") or 0)
         rate = int(total.get("errors") or 0) / n if n else 0.0
-        if rate >= ERROR_SHARE and rate > worst.get(stage, (0.0, {}))[0]:
-            worst[stage] = (rate, result)
+        if rate >= ERROR_SHARE and rate > worst.get(row.stage, (0.0, row))[0]:
+            worst[row.stage] = (rate, row)
     out = []
-    for stage, (rate, result) in worst.items():
-        cause = error_cause(result.get("errors") or {})
-        users = (result.get("workload") or {}).get("users")
+    for stage, (rate, row) in worst.items():
+        errors = row.result.get("errors") or {}
+        cause = error_cause(errors)
+        users = (row.result.get("workload") or {}).get("users")
         text = f"stage {stage}: {fmt.percent(rate)} of requests failed"
         text += f" with {cause}" if cause else ""
+        text += f" in {row.test}" if row.test else ""
         text += f" at {users} users" if users else ""
+        if _mostly_client_errors(errors):
+            text += (" (4xx: the app refused the requests; check that the journey's own "
+                     "requests are valid, or declare the status as expected)")
         out.append({"tone": "bad", "stage": stage, "text": text})
     return out
+
+
+def _mostly_client_errors(errors: Mapping[str, Any]) -> bool:
+    def count(kinds: Sequence[str]) -> int:
+        return sum(int(v.get("count") or 0) for k, v in errors.items() if k in kinds)
+    client = [k for k in errors if k.startswith("status:4")]
+    return bool(client) and count(client) * 2 > count(list(errors))
 
 
 def _onset_findings(errors_vs_users: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Json]:
@@ -163,18 +187,23 @@ def _stage_findings(stages: Sequence[str], measures: Mapping[str, Mapping[str, A
 def _slo_findings(results: Sequence[ResultRow]) -> list[Json]:
     failed: dict[str, list[Mapping[str, Any]]] = {}
     totals: dict[str, int] = {}
-    for stage, _k, _r, verdict, slo in results:
-        totals[stage] = totals.get(stage, 0) + 1
-        if verdict == "failed":
-            failed.setdefault(stage, []).extend(s for s in slo if not s.get("passed"))
+    first_test: dict[str, str] = {}
+    for row in results:
+        totals[row.stage] = totals.get(row.stage, 0) + 1
+        if row.verdict == "failed":
+            misses = [s for s in row.slo if not s.get("passed")]
+            if misses and row.stage not in first_test:
+                first_test[row.stage] = row.test
+            failed.setdefault(row.stage, []).extend(misses)
     out = []
     for stage, misses in failed.items():
-        tests = sum(1 for s, _k, _r, v, _s in results if s == stage and v == "failed")
+        tests = sum(1 for r in results if r.stage == stage and r.verdict == "failed")
         example = ""
         if misses:
             m = misses[0]
+            where = f" in {first_test[stage]}" if first_test.get(stage) else ""
             example = (f"; e.g. {m.get('threshold')} measured "
-                       f"{fmt.measured(m.get('measured'), str(m.get('threshold')))}")
+                       f"{fmt.measured(m.get('measured'), str(m.get('threshold')))}{where}")
         out.append({"tone": "bad", "stage": stage, "text":
                     f"stage {stage}: {tests} of {totals[stage]} perf tests missed their SLOs"
                     f"{example}"})

@@ -185,8 +185,25 @@ def test_report_renders_offline_with_charts(browser: tuple[CDP, Path]) -> None:
     assert overall == "27× better"
     findings = cdp.eval("Array.from(document.querySelectorAll('#findings li'))"
                         ".map(li => li.textContent)")
-    assert "stage 1: 56% of requests failed with 503 database is locked at 20 users" in findings
+    assert "stage 1: 56% of requests failed with 503 database is locked in test_realistic[1] at 20 users" in findings
     assert cdp.eval("document.querySelectorAll('#comparison tr.regression').length") == 1
+
+    # the switcher shows another multi-stage test's comparison in place of the lead's
+    visible = ("Array.from(document.querySelectorAll('.stage-comparison'))"
+               ".filter(d => !d.hidden).map(d => d.dataset.group)")
+    assert cdp.eval(visible) == ["tests/perf/test_realistic.py::test_realistic"]
+    options = cdp.eval("Array.from(document.querySelectorAll('#stage-comparison-test option'))"
+                       ".map(o => o.value)")
+    assert "tests/perf/test_feed.py::test_feed_rate" in options
+    cdp.eval("(() => { const s = document.getElementById('stage-comparison-test');"
+             " s.value = 'tests/perf/test_feed.py::test_feed_rate';"
+             " s.dispatchEvent(new Event('change')); })()")
+    assert cdp.eval(visible) == ["tests/perf/test_feed.py::test_feed_rate"]
+    feed_p95 = cdp.eval("document.querySelector('.stage-comparison:not([hidden]) "
+                        "tr[data-metric=p95] td').textContent.trim()")
+    assert feed_p95 and feed_p95 != table["p95"]["1"]
+    cdp.eval("(() => { const s = document.getElementById('stage-comparison-test');"
+             " s.value = s.options[0].value; s.dispatchEvent(new Event('change')); })()")
 
     # per-test charts are drawn lazily, when a row is opened
     cdp.eval("document.querySelector('tbody.test .summary-row').click()")

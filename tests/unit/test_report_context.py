@@ -70,7 +70,7 @@ def test_overview_compares_the_closed_load_test_across_stages(ctx: dict[str, Any
 
 def test_findings_are_computed_from_the_data(ctx: dict[str, Any]) -> None:
     texts = [f["text"] for f in ctx["findings"]]
-    assert "stage 1: 56% of requests failed with 503 database is locked at 20 users" in texts
+    assert "stage 1: 56% of requests failed with 503 database is locked in test_realistic[1] at 20 users" in texts
     assert ("register and login are bound by password hashing in stage 1.5 and 2: 58 ms of "
             "61 ms per request on average (stage 2)") in texts
     assert "stage 2 holds 19.2× the users of stage 1 within its SLOs (115 vs 6 users)" in texts
@@ -225,3 +225,68 @@ def test_the_overview_leads_with_the_realistic_journey_not_one_operation(
     stage1 = {**run, "tests": [operation, realistic]}
     assert build_context([stage1])["overview"]["group"] == (
         "tests/perf/test_realistic.py::test_realistic")
+
+
+def _perf_suite_run(golden: dict[str, Any]) -> dict[str, Any]:
+    """The perf suite's shapes: ``stage<N>`` ids, a stress ladder recorded as ``#k`` loads (the
+    top common level is 50 users), and a one-user load test of the same journey."""
+    run = copy.deepcopy(golden["run"])
+    template = next(t for t in run["tests"] if "test_realistic" in t["test"]
+                    and t["stage"] == "1")
+    tests = []
+    for stage in ("1", "1.5", "2"):
+        for k, users in enumerate((1, 10, 50), start=1):
+            t = copy.deepcopy(template)
+            t["stage"], t["kind"] = stage, "stress"
+            t["test"] = "tests/perf/test_stress.py::test_stress_levels[stage%s]%s" % (
+                stage, f"#{k}" if k > 1 else "")
+            t["result"]["workload"]["users"] = users
+            tests.append(t)
+        one = copy.deepcopy(template)
+        one["stage"] = stage
+        one["test"] = f"tests/perf/test_cache_effect.py::test_queries_per_journey[stage{stage}-realistic]#2"
+        one["result"]["workload"]["users"] = 1
+        tests.append(one)
+    return {**run, "tests": tests}
+
+
+def test_the_harness_stage_ids_group_one_test_across_stages() -> None:
+    assert group_of("t.py::test_stress_levels[stage1.5]#5", "1.5") == "t.py::test_stress_levels#5"
+    assert group_of("t.py::test_x[stage2-feed]#3", "2") == "t.py::test_x[feed]#3"
+    assert group_of("t.py::test_x[stage2-feed]", "2") == "t.py::test_x[feed]"
+    assert group_of("t.py::test_x[stage2]", "1") == "t.py::test_x[stage2]"  # not this stage's
+
+
+def test_the_overview_leads_with_the_top_level_run_on_every_stage(
+        golden: dict[str, Any]) -> None:
+    ctx = build_context([_perf_suite_run(golden)])
+    ov = ctx["overview"]
+    assert ov["group"] == "tests/perf/test_stress.py::test_stress_levels#3"
+    assert ov["name"] == "test_stress_levels#3" and ov["stages"] == ["1", "1.5", "2"]
+    assert ov["workload"].startswith("50 users")
+    # every other multi-stage test is one switch away, the lead is not repeated
+    others = [o["group"] for o in ctx["overview_others"]]
+    assert "tests/perf/test_stress.py::test_stress_levels#3" not in others
+    assert set(others) == {"tests/perf/test_stress.py::test_stress_levels",
+                           "tests/perf/test_stress.py::test_stress_levels#2",
+                           "tests/perf/test_cache_effect.py::test_queries_per_journey[realistic]#2"}
+    assert all(len(o["rows"]) and o["stages"] == ["1", "1.5", "2"]
+               for o in ctx["overview_others"])
+
+
+def test_a_ramp_through_many_levels_does_not_lead(golden: dict[str, Any]) -> None:
+    """The golden run's stress test ramps to 200 users: no single load, so the 20-user
+    realistic load test leads."""
+    ctx = build_context([golden["run"]])
+    assert ctx["overview"]["group"] == "tests/perf/test_realistic.py::test_realistic"
+
+
+def test_a_finding_about_4xx_says_it_may_be_the_script(golden: dict[str, Any]) -> None:
+    run = copy.deepcopy(golden["run"])
+    t = next(t for t in run["tests"] if "test_realistic" in t["test"] and t["stage"] == "1")
+    t["result"]["errors"] = {"status:422": {"count": t["result"]["total"]["errors"],
+                                            "example": '422 {"detail": "cannot follow yourself"}'}}
+    texts = [f["text"] for f in build_context([run])["findings"]]
+    finding = next(x for x in texts if x.startswith("stage 1: 56% of requests failed"))
+    assert "422 cannot follow yourself in test_realistic[1] at 20 users" in finding
+    assert "check that the journey's own requests are valid" in finding

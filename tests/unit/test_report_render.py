@@ -57,7 +57,7 @@ def test_page_is_self_contained(golden: dict[str, Any]) -> None:
     assert data is not None
     charts = json.loads(data.group(1))
     assert set(charts) == {"overview", "tests"} and len(charts["tests"]) == 12
-    assert "56% of requests failed with 503 database is locked at 20 users" in html
+    assert "56% of requests failed with 503 database is locked in test_realistic[1] at 20 users" in html
 
 
 def test_hostile_names_cannot_break_out(golden: dict[str, Any]) -> None:
@@ -113,3 +113,26 @@ def test_cli_reports_bad_input_clearly(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli.main([str(tmp_path / "missing.json"), "-o", str(tmp_path / "x.html")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_the_stage_comparison_names_its_test_and_offers_the_others(
+        golden: dict[str, Any]) -> None:
+    html = render_runs([golden["run"]])
+    section = html[html.index('id="stage-comparison-card"'):html.index('class="charts"')]
+    assert '<h3 class="measured-by"><code title="tests/perf/test_realistic.py::test_realistic">'\
+        'test_realistic</code>' in section
+    options = re.findall(r'<option value="([^"]+)"', section)
+    assert options[0] == "tests/perf/test_realistic.py::test_realistic"
+    assert set(options[1:]) == {"tests/perf/test_stress.py::test_stress",
+                                "tests/perf/test_feed.py::test_feed_rate"}
+    tables = re.findall(r'<div class="stage-comparison" data-group="([^"]+)"( hidden)?>', section)
+    assert [(g, bool(h)) for g, h in tables][0] == (
+        "tests/perf/test_realistic.py::test_realistic", False)
+    assert all(h for _, h in tables[1:]) and len(tables) == 3
+
+
+def test_one_test_on_one_stage_has_no_switcher(golden: dict[str, Any]) -> None:
+    run = copy.deepcopy(golden["run"])
+    run["tests"] = [t for t in run["tests"] if t["stage"] == "1"]
+    html = render_runs([run])
+    assert 'id="stage-comparison"' in html and 'id="stage-comparison-test"' not in html

@@ -171,5 +171,13 @@
     row.addEventListener("click", toggle);
     row.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(); } });
   });
+  var switcher = document.getElementById("stage-comparison-test");
+  if (switcher) {
+    switcher.addEventListener("change", function () {
+      document.querySelectorAll(".stage-comparison").forEach(function (div) {
+        div.hidden = div.dataset.group !== switcher.value;
+      });
+    });
+  }
   document.body.dataset.chartsReady = "1";
 })();
