@@ -120,15 +120,29 @@ class Baseline:
                 f"beyond {c.tolerance}" for c in comp.regressions], unjudged
 
     def compare_session(self, run: dict[str, Any]) -> ComparisonReport | None:
-        """The whole session against its baseline, for the terminal table and the report."""
+        """The whole session against its baselines, for the terminal table and the report.
+
+        A test measured side by side is compared with its own baseline, every other test
+        with the saved run: a session that mixes them shows both, not only the duets."""
         duet = [t for t in run["tests"] if t.get("duet_baseline") is not None]
+        rest = [t for t in run["tests"] if t.get("duet_baseline") is None]
+        reports = []
         if duet:
-            return compare_runs({**duet_baseline_run(duet), "environment": run["environment"]},
-                                {**run, "tests": duet}, self.tolerances,
-                                baseline_source=DUET_SOURCE)
-        if self.run is not None:
-            return compare_runs(self.run, run, self.tolerances, baseline_source=self.source)
-        return None
+            reports.append(compare_runs(
+                {**duet_baseline_run(duet), "environment": run["environment"]},
+                {**run, "tests": duet}, self.tolerances, baseline_source=DUET_SOURCE))
+        if self.run is not None and (rest or not duet):
+            reports.append(compare_runs(self.run, {**run, "tests": rest}, self.tolerances,
+                                        baseline_source=self.source))
+        if not reports:
+            return None
+        if len(reports) == 1:
+            return reports[0]
+        return ComparisonReport(
+            f"{reports[0].baseline_source} and {reports[1].baseline_source}",
+            [c for r in reports for c in r.comparisons],
+            [s for r in reports for s in r.skipped],
+            [w for r in reports for w in r.warnings])
 
 
 def duet_baseline_run(entries: list[dict[str, Any]]) -> dict[str, Any]:

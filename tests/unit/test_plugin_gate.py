@@ -121,3 +121,47 @@ def test_a_test_missing_from_the_baseline_is_not_silently_ungated(
                            "--minigram-compare-fail=p95:+10%")
     res.assert_outcomes(failed=1)
     res.stdout.fnmatch_lines(["*cannot judge this test*", "*test_renamed*not in the baseline*"])
+
+
+MIXED = """
+import pytest
+
+@pytest.mark.perf
+def test_duet(minigram_load):
+    minigram_load("ping", users=2, duration=10)
+
+@pytest.mark.perf
+def test_saved(minigram_load):
+    minigram_load("ping", users=2, duration=10)
+"""
+
+DUET_CONFTEST_ADDON = """
+
+@pytest.fixture
+def minigram_baseline_target(request, tiny_server):
+    # only test_duet measures a baseline side by side
+    return tiny_server if request.node.name == "test_duet" else None
+"""
+
+
+def test_a_session_mixing_duet_and_saved_baselines_shows_both(
+        pytester: pytest.Pytester) -> None:
+    """The session's comparison table used to show only the tests with a side-by-side
+    baseline once one test had it, dropping those gated against the saved run."""
+    pytester.makeconftest(TARGET_CONFTEST + DUET_CONFTEST_ADDON)
+    pytester.makepyfile(test_perf=MIXED)
+    pytester.runpytest("-p", "no:cacheprovider", "--minigram-save=base").assert_outcomes(
+        passed=2)
+    res = pytester.runpytest("-p", "no:cacheprovider", "--minigram-compare=base",
+                             "--minigram-compare-fail=p50:+1000%",
+                             "--minigram-results=run.json")
+    res.assert_outcomes(passed=2)
+    out = res.stdout.str()
+    comparison = out[out.index("side by side and base"):]
+    assert "test_duet" in comparison and "test_saved" in comparison
+    import json
+    run = json.loads((pytester.path / "run.json").read_text())
+    by_test = {t["test"].rsplit("::", 1)[-1]: t for t in run["tests"]}
+    assert by_test["test_duet"].get("duet_baseline") is not None
+    assert by_test["test_saved"].get("duet_baseline") is None
+    assert all(by_test[n]["comparison"] for n in ("test_duet", "test_saved"))
