@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 line += f" {'-':>8} {'-':>11}   ({rate[name]:.0f} req/s)"
             print(line)
         if "wrk" in med:
-            print(f"  ours / wrk               {med['ours'] / med['wrk']:.2f}x  (target <= 2)")
+            print(f"  ours / wrk               {med['ours'] / med['wrk']:.2f}x  (target <= 1.25)")
             if "wrk+tls" in med and "ours+tls" in med:
                 print(f"  ours / wrk over TLS      {med['ours+tls'] / med['wrk+tls']:.2f}x")
         if "locust-fasthttp" in med:

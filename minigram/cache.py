@@ -14,10 +14,11 @@ Every Redis key starts with the configured prefix (default ``minigram:``).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -55,11 +56,91 @@ class Cache(Protocol):
         """Increment version counters (creating them at 1)."""
         ...
 
+    async def store(self, groups: Sequence[tuple[Mapping[str, bytes], float]]) -> None:
+        """`set_many` for several (items, ttl) groups, in one round trip."""
+        ...
+
+    async def invalidate(self, delete: Sequence[str], bump: Sequence[str]) -> None:
+        """`delete` then `bump`, in one round trip."""
+        ...
+
+    async def feed_bundle(self, digest: str, limit: int, cursor: str) -> FeedBundle:
+        """Everything a cached feed page needs, in one round trip (see `FeedBundle`)."""
+        ...
+
     async def health(self) -> dict[str, Any]:
         """``{"status": "ok" | "degraded" | "disabled", ...}``"""
         ...
 
     async def close(self) -> None: ...
+
+
+class FeedBundle(NamedTuple):
+    """What ``GET /api/feed`` reads from the cache, each step keyed by the one before.
+
+    ``token`` is ``tok:<digest>``; then, if it names a user id, ``version`` is
+    ``feedver:<id>`` (``b"0"`` when there is none) and ``page`` is
+    ``feed:<id>:<version>:<limit>:<cursor>``; then, if the page is cached, ``photos`` holds
+    ``photo:<i>``, ``likes:<i>`` and ``liked:<id>:<i>`` for each photo id of the page, in that
+    order (three values per photo). The key names are those of `minigram.cached`.
+    """
+
+    token: bytes | None
+    version: bytes | None
+    page: bytes | None
+    photos: list[bytes | None]
+
+
+_TOKEN_USER = re.compile(rb"^\[(\d+),")
+_PAGE_IDS = re.compile(rb'"ids":\[([\d,]*)\]')
+
+
+async def chained_feed_bundle(cache: Cache, digest: str, limit: int, cursor: str) -> FeedBundle:
+    """`Cache.feed_bundle` as successive `get_many` calls (for the in-process backends)."""
+    (token,) = await cache.get_many([f"tok:{digest}"])
+    found = _TOKEN_USER.match(token) if token is not None else None
+    if found is None:
+        return FeedBundle(token, None, None, [])
+    user = found.group(1).decode()
+    (version,) = await cache.get_many([f"feedver:{user}"])
+    version = version or b"0"
+    (page,) = await cache.get_many([f"feed:{user}:{version.decode()}:{limit}:{cursor}"])
+    ids = _PAGE_IDS.search(page) if page is not None else None
+    if ids is None:
+        return FeedBundle(token, version, page, [])
+    keys = []
+    for raw in ids.group(1).split(b","):
+        if raw:
+            i = raw.decode()
+            keys += [f"photo:{i}", f"likes:{i}", f"liked:{user}:{i}"]
+    return FeedBundle(token, version, page, await cache.get_many(keys) if keys else [])
+
+
+#: `RedisCache.feed_bundle`: the same chain as `chained_feed_bundle`, run inside Redis.
+#: KEYS[1] is the token's key; ARGV[1] the prefix (with the epoch), ARGV[2] the limit,
+#: ARGV[3] the cursor. The other keys are derived from values, so this needs a standalone
+#: Redis (not a cluster), which is what stage 2 runs.
+FEED_SCRIPT = """
+local token = redis.call('GET', KEYS[1])
+if not token then return {false, false, false, {}} end
+local user = string.match(token, '^%[(%d+),')
+if not user then return {token, false, false, {}} end
+local base = ARGV[1]
+local version = redis.call('GET', base .. 'feedver:' .. user) or '0'
+local page = redis.call('GET', base .. 'feed:' .. user .. ':' .. version .. ':' .. ARGV[2]
+                        .. ':' .. ARGV[3])
+if not page then return {token, version, false, {}} end
+local ids = string.match(page, '"ids":%[([%d,]*)%]')
+if not ids then return {token, version, page, {}} end
+local keys = {}
+for id in string.gmatch(ids, '%d+') do
+  keys[#keys + 1] = base .. 'photo:' .. id
+  keys[#keys + 1] = base .. 'likes:' .. id
+  keys[#keys + 1] = base .. 'liked:' .. user .. ':' .. id
+end
+if #keys == 0 then return {token, version, page, {}} end
+return {token, version, page, redis.call('MGET', unpack(keys))}
+"""
 
 
 class NullCache:
@@ -82,6 +163,15 @@ class NullCache:
     async def bump(self, keys: Sequence[str]) -> None:
         return None
 
+    async def store(self, groups: Sequence[tuple[Mapping[str, bytes], float]]) -> None:
+        return None
+
+    async def invalidate(self, delete: Sequence[str], bump: Sequence[str]) -> None:
+        return None
+
+    async def feed_bundle(self, digest: str, limit: int, cursor: str) -> FeedBundle:
+        return FeedBundle(None, None, None, [])
+
     async def health(self) -> dict[str, Any]:
         return {"status": "disabled", "backend": self.backend}
 
@@ -98,20 +188,24 @@ class MemoryCache:
         self.max_entries = max_entries
         self._data: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
 
+    def _get(self, keys: Sequence[str], now: float) -> list[bytes | None]:
+        data = self._data
+        values: list[bytes | None] = []
+        for key in keys:
+            entry = data.get(key)
+            if entry is None:
+                values.append(None)
+            elif entry[1] <= now:
+                del data[key]
+                values.append(None)
+            else:
+                data.move_to_end(key)
+                values.append(entry[0])
+        return values
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         with timing.timed("cache"):
-            now = time.monotonic()
-            values: list[bytes | None] = []
-            for key in keys:
-                entry = self._data.get(key)
-                if entry is None:
-                    values.append(None)
-                elif entry[1] <= now:
-                    del self._data[key]
-                    values.append(None)
-                else:
-                    self._data.move_to_end(key)
-                    values.append(entry[0])
+            values = self._get(keys, time.monotonic())
             _count(values)
             return values
 
@@ -147,6 +241,41 @@ class MemoryCache:
                 self._data[key] = (str(current + 1).encode(), now + VERSION_TTL)
             while len(self._data) > self.max_entries:
                 self._data.popitem(last=False)
+
+    async def store(self, groups: Sequence[tuple[Mapping[str, bytes], float]]) -> None:
+        for items, ttl in groups:
+            if items:
+                await self.set_many(items, ttl)
+
+    async def invalidate(self, delete: Sequence[str], bump: Sequence[str]) -> None:
+        await self.delete(delete)
+        await self.bump(bump)
+
+    async def feed_bundle(self, digest: str, limit: int, cursor: str) -> FeedBundle:
+        """The chain of `chained_feed_bundle`, timed and counted once."""
+        with timing.timed("cache"):
+            now = time.monotonic()
+            get = self._get
+            (token,) = get([f"tok:{digest}"], now)
+            found = _TOKEN_USER.match(token) if token is not None else None
+            if found is None:
+                _count([token])
+                return FeedBundle(token, None, None, [])
+            user = found.group(1).decode()
+            (version,) = get([f"feedver:{user}"], now)
+            version = version or b"0"
+            (page,) = get([f"feed:{user}:{version.decode()}:{limit}:{cursor}"], now)
+            ids = _PAGE_IDS.search(page) if page is not None else None
+            photos: list[bytes | None] = []
+            if ids is not None:
+                keys = []
+                for raw in ids.group(1).split(b","):
+                    if raw:
+                        i = raw.decode()
+                        keys += [f"photo:{i}", f"likes:{i}", f"liked:{user}:{i}"]
+                photos = get(keys, now)
+            _count([token, page, *photos])
+            return FeedBundle(token, version, page, photos)
 
     async def health(self) -> dict[str, Any]:
         return {"status": "ok", "backend": self.backend, "entries": len(self._data)}
@@ -189,6 +318,7 @@ class RedisCache:
         self._last_error: str | None = None
         self._epoch = "0"
         self._epoch_read_at = float("-inf")
+        self._feed_script = self._client.register_script(FEED_SCRIPT)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}{self._epoch}:{key}"
@@ -280,6 +410,48 @@ class RedisCache:
                 await pipe.execute()
 
         await self._call(op)
+
+    async def store(self, groups: Sequence[tuple[Mapping[str, bytes], float]]) -> None:
+        if not any(items for items, _ in groups):
+            return
+
+        async def op() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for items, ttl in groups:
+                    for key, value in items.items():
+                        pipe.set(self._key(key), value, px=int(ttl * 1000))
+                await pipe.execute()
+
+        await self._call(op)
+
+    async def invalidate(self, delete: Sequence[str], bump: Sequence[str]) -> None:
+        if not delete and not bump:
+            return
+
+        async def op() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                if delete:
+                    pipe.delete(*[self._key(k) for k in delete])
+                for key in bump:
+                    pipe.incr(self._key(key))
+                    pipe.expire(self._key(key), VERSION_TTL)
+                await pipe.execute()
+
+        await self._call(op)
+
+    async def feed_bundle(self, digest: str, limit: int, cursor: str) -> FeedBundle:
+        async def op() -> FeedBundle:
+            token, version, page, photos = await self._feed_script(
+                keys=[self._key(f"tok:{digest}")],
+                args=[f"{self.prefix}{self._epoch}:", limit, cursor],
+            )
+            return FeedBundle(token, version, page, list(photos))
+
+        bundle = await self._call(op)
+        if bundle is None:
+            bundle = FeedBundle(None, None, None, [])
+        _count([bundle.token, *([bundle.page] if bundle.token is not None else []), *bundle.photos])
+        return bundle
 
     async def health(self) -> dict[str, Any]:
         async def op() -> bool:

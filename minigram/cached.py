@@ -34,12 +34,12 @@ request answers, in every worker. A token entry also never outlives the token's 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import orjson
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -103,23 +103,33 @@ def context(request: Request) -> Context:
 
 
 def _dump(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return orjson.dumps(value)
+
+
+def render_photo(meta: bytes, likes: int, liked: bool) -> bytes:
+    """A photo's JSON from its cached metadata object, with ``likes`` and ``liked`` spliced
+    in as its last keys: no decode and re-encode of what the cache holds."""
+    return b'%s,"likes":%d,"liked":%s}' % (meta[:-1], likes, b"true" if liked else b"false")
+
+
+def render_feed(photos: Sequence[bytes], next_cursor: str | None) -> bytes:
+    return b'{"photos":[%s],"next_cursor":%s}' % (b",".join(photos), _dump(next_cursor))
 
 
 # --- reads -------------------------------------------------------------------------------
 
 
-async def user_for_token(ctx: Context, digest: str) -> tuple[int, str] | None:
-    """The (id, username) a live token belongs to; None if unknown, revoked or expired."""
-    key = f"tok:{digest}"
-    (raw,) = await ctx.cache.get_many([key])
-    now = time.time()
-    if raw == REVOKED:
+def _cached_token(raw: bytes | None, now: float) -> tuple[int, str] | None:
+    """The (id, username) of a cached token entry, None if absent, revoked or expired."""
+    if raw is None or raw == REVOKED:
         return None
-    if raw is not None:
-        cached = json.loads(raw)
-        if len(cached) == 3 and cached[2] > now:
-            return int(cached[0]), str(cached[1])
+    cached = orjson.loads(raw)
+    if len(cached) == 3 and cached[2] > now:
+        return int(cached[0]), str(cached[1])
+    return None
+
+
+async def _token_from_db(ctx: Context, digest: str, key: str, now: float) -> tuple[int, str] | None:
     lifetime = ctx.settings.token_ttl
     issued_after = queries.utcnow() - dt.timedelta(seconds=lifetime)
     found = await ctx.read(queries.user_for_token, digest, issued_after)
@@ -133,100 +143,175 @@ async def user_for_token(ctx: Context, digest: str) -> tuple[int, str] | None:
     return user_id, username
 
 
-async def profile(ctx: Context, username: str) -> dict[str, Any] | None:
+async def user_for_token(ctx: Context, digest: str) -> tuple[int, str] | None:
+    """The (id, username) a live token belongs to; None if unknown, revoked or expired."""
+    key = f"tok:{digest}"
+    (raw,) = await ctx.cache.get_many([key])
+    if raw == REVOKED:
+        return None
+    now = time.time()
+    found = _cached_token(raw, now)
+    if found is not None:
+        return found
+    return await _token_from_db(ctx, digest, key, now)
+
+
+async def profile(ctx: Context, username: str) -> bytes | None:
+    """The profile's JSON, as cached (or as just stored)."""
     key = f"profile:{fold(username)}"
     (raw,) = await ctx.cache.get_many([key])
     if raw is not None:
-        return dict(json.loads(raw))
+        return raw
     found = await ctx.read(queries.profile, username)
-    if found is not None:
-        await ctx.cache.set_many({key: _dump(found)}, PROFILE_TTL)
-    return found
+    if found is None:
+        return None
+    body = _dump(found)
+    await ctx.cache.set_many({key: body}, PROFILE_TTL)
+    return body
 
 
-def _viewer_state(
-    conn: Connection, need_counts: Sequence[int], viewer: int | None, need_liked: Sequence[int]
-) -> tuple[dict[int, int], set[int]]:
-    counts = queries.like_counts(conn, need_counts)
-    liked = queries.liked_ids(conn, viewer, need_liked) if viewer is not None else set()
-    return counts, liked
+def _photo_state(
+    conn: Connection,
+    need_meta: Sequence[int],
+    ids: Sequence[int],
+    known: Collection[int],
+    counted: Collection[int],
+    viewer: int | None,
+    checked: Collection[int],
+) -> tuple[dict[int, queries.PhotoMeta], dict[int, int], set[int], list[int]]:
+    """One unit of work for what the cache missed: metadata, then the counts and likes of the
+    photos that exist. Returns (metadata, counts, liked ids, ids of the liked lookups)."""
+    metas = queries.photo_metas(conn, need_meta) if need_meta else {}
+    present = [i for i in ids if i in known or i in metas]
+    need_counts = [i for i in present if i not in counted]
+    need_liked = [i for i in present if i not in checked] if viewer is not None else []
+    counts = queries.like_counts(conn, need_counts) if need_counts else {}
+    liked = (
+        queries.liked_ids(conn, viewer, need_liked) if need_liked and viewer is not None else set()
+    )
+    return metas, counts, liked, need_liked
+
+
+async def _assemble(
+    ctx: Context,
+    ids: Sequence[int],
+    viewer: int | None,
+    metas: dict[int, bytes],
+    raw_counts: Sequence[bytes | None],
+    raw_liked: Sequence[bytes | None],
+) -> list[bytes]:
+    """Rendered photos for ``ids`` in order (gone ones skipped) from cached values, with one
+    DB unit (and one cache write) for whatever missed."""
+    counts = {i: int(v) for i, v in zip(ids, raw_counts, strict=False) if v is not None}
+    liked = {i: v == b"1" for i, v in zip(ids, raw_liked, strict=False) if v is not None}
+    need_meta = [i for i in ids if i not in metas]
+    if need_meta or len(counts) < len(ids) or (viewer is not None and len(liked) < len(ids)):
+        fresh_metas, fresh_counts, fresh_liked, looked_up = await ctx.read(
+            _photo_state, need_meta, ids, metas, counts, viewer, liked
+        )
+        meta_fill = {}
+        for i, meta in fresh_metas.items():
+            metas[i] = meta_fill[f"photo:{i}"] = _dump(meta)
+        counts.update(fresh_counts)
+        liked.update({i: i in fresh_liked for i in looked_up})
+        await ctx.cache.store(
+            [
+                (meta_fill, PHOTO_TTL),
+                ({f"likes:{i}": b"%d" % n for i, n in fresh_counts.items()}, COUNT_TTL),
+                (
+                    {f"liked:{viewer}:{i}": b"1" if i in fresh_liked else b"0" for i in looked_up},
+                    LIKED_TTL,
+                ),
+            ]
+        )
+    return [
+        render_photo(metas[i], counts.get(i, 0), liked.get(i, False)) for i in ids if i in metas
+    ]
 
 
 async def photos_for_viewer(
     ctx: Context,
     ids: Sequence[int],
     viewer: int | None,
-    known: dict[int, queries.PhotoMeta] | None = None,
-) -> list[dict[str, Any]]:
-    """Full photo JSON (metadata, ``likes``, ``liked``) for ``ids`` in order; gone ones skipped.
-
-    One cache round trip for everything, then at most two DB units for what missed.
-    """
-    known = dict(known or {})
-    meta_ids = [i for i in ids if i not in known]
+    known: dict[int, bytes] | None = None,
+) -> list[bytes]:
+    """Rendered photo JSON (metadata, ``likes``, ``liked``) for ``ids`` in order; gone ones
+    skipped. One cache round trip for everything, then at most one DB unit for what missed."""
+    metas = dict(known or {})
+    meta_ids = [i for i in ids if i not in metas]
     keys = [f"photo:{i}" for i in meta_ids] + [f"likes:{i}" for i in ids]
     if viewer is not None:
         keys += [f"liked:{viewer}:{i}" for i in ids]
     raw = await ctx.cache.get_many(keys)
-    raw_meta = raw[: len(meta_ids)]
-    raw_counts = raw[len(meta_ids) : len(meta_ids) + len(ids)]
-    raw_liked = raw[len(meta_ids) + len(ids) :]
-
-    fill: dict[str, bytes] = {}
-    missing_meta = []
-    for photo_id, value in zip(meta_ids, raw_meta, strict=True):
-        if value is None:
-            missing_meta.append(photo_id)
-        else:
-            known[photo_id] = json.loads(value)
-    if missing_meta:
-        fetched = await ctx.read(queries.photo_metas, missing_meta)
-        known.update(fetched)
-        fill.update({f"photo:{i}": _dump(meta) for i, meta in fetched.items()})
-    await ctx.cache.set_many(fill, PHOTO_TTL)
-
-    present = [i for i in ids if i in known]
-    counts = {i: int(v) for i, v in zip(ids, raw_counts, strict=True) if v is not None}
-    liked = {i: v == b"1" for i, v in zip(ids, raw_liked, strict=False) if v is not None}
-    need_counts = [i for i in present if i not in counts]
-    need_liked = [i for i in present if i not in liked] if viewer is not None else []
-    if need_counts or need_liked:
-        fresh_counts, fresh_liked = await ctx.read(_viewer_state, need_counts, viewer, need_liked)
-        counts.update(fresh_counts)
-        liked.update({i: i in fresh_liked for i in need_liked})
-        await ctx.cache.set_many(
-            {f"likes:{i}": str(fresh_counts[i]).encode() for i in need_counts}, COUNT_TTL
-        )
-        await ctx.cache.set_many(
-            {f"liked:{viewer}:{i}": b"1" if i in fresh_liked else b"0" for i in need_liked},
-            LIKED_TTL,
-        )
-    return [{**known[i], "likes": counts.get(i, 0), "liked": liked.get(i, False)} for i in present]
+    for photo_id, value in zip(meta_ids, raw, strict=False):
+        if value is not None:
+            metas[photo_id] = value
+    n = len(meta_ids)
+    return await _assemble(ctx, ids, viewer, metas, raw[n : n + len(ids)], raw[n + len(ids) :])
 
 
-async def feed_page(
-    ctx: Context,
-    user_id: int,
-    limit: int,
-    cursor: str | None,
-) -> tuple[list[int], dict[int, queries.PhotoMeta], str | None]:
-    """(photo ids, metadata already fetched, next cursor) of one feed page.
+def _feed_unit(
+    conn: Connection, user_id: int, limit: int, after: queries.Keyset | None
+) -> tuple[list[queries.PhotoMeta], queries.Keyset | None, dict[int, int], set[int]]:
+    metas, next_key = queries.feed_page(conn, user_id, limit, after)
+    ids = [meta["id"] for meta in metas]
+    return metas, next_key, queries.like_counts(conn, ids), queries.liked_ids(conn, user_id, ids)
 
-    ``cursor`` must already be known to decode (`queries.decode_cursor`).
-    """
-    (version,) = await ctx.cache.get_many([f"feedver:{user_id}"])
-    key = f"feed:{user_id}:{(version or b'0').decode()}:{limit}:{cursor or '-'}"
-    (raw,) = await ctx.cache.get_many([key])
-    if raw is not None:
-        page = json.loads(raw)
-        return [int(i) for i in page["ids"]], {}, page["next"]
+
+async def _feed_from_db(
+    ctx: Context, user_id: int, limit: int, cursor: str | None, version: bytes
+) -> bytes:
+    """A feed page that missed the cache: one DB unit for the page, its counts and the
+    viewer's likes; one cache write for all of it."""
+    key = f"feed:{user_id}:{version.decode()}:{limit}:{cursor or '-'}"
     after = queries.decode_cursor(cursor) if cursor is not None else None
-    metas, next_key = await ctx.read(queries.feed_page, user_id, limit, after)
+    metas, next_key, counts, liked = await ctx.read(_feed_unit, user_id, limit, after)
     next_cursor = queries.encode_cursor(next_key) if next_key is not None else None
     ids = [meta["id"] for meta in metas]
-    await ctx.cache.set_many({key: _dump({"ids": ids, "next": next_cursor})}, FEED_TTL)
-    await ctx.cache.set_many({f"photo:{m['id']}": _dump(m) for m in metas}, PHOTO_TTL)
-    return ids, {meta["id"]: meta for meta in metas}, next_cursor
+    dumped = {meta["id"]: _dump(meta) for meta in metas}
+    await ctx.cache.store(
+        [
+            ({key: _dump({"ids": ids, "next": next_cursor})}, FEED_TTL),
+            ({f"photo:{i}": body for i, body in dumped.items()}, PHOTO_TTL),
+            ({f"likes:{i}": b"%d" % counts[i] for i in ids}, COUNT_TTL),
+            ({f"liked:{user_id}:{i}": b"1" if i in liked else b"0" for i in ids}, LIKED_TTL),
+        ]
+    )
+    photos = [render_photo(dumped[i], counts[i], i in liked) for i in ids]
+    return render_feed(photos, next_cursor)
+
+
+async def feed(ctx: Context, digest: str, limit: int, cursor: str | None) -> bytes | None:
+    """The JSON of one feed page for the owner of the token ``digest``; None if the token is
+    unknown, revoked or expired. ``cursor`` must already be known to decode
+    (`queries.decode_cursor`).
+
+    A cached page is one cache round trip (`Cache.feed_bundle`: the token, the feed version,
+    the page and its photos); whatever missed costs one DB unit.
+    """
+    bundle = await ctx.cache.feed_bundle(digest, limit, cursor or "-")
+    if bundle.token == REVOKED:
+        return None
+    now = time.time()
+    user = _cached_token(bundle.token, now)
+    if user is None:
+        user = await _token_from_db(ctx, digest, f"tok:{digest}", now)
+        if user is None:
+            return None
+        (version,) = await ctx.cache.get_many([f"feedver:{user[0]}"])
+        return await _feed_from_db(ctx, user[0], limit, cursor, version or b"0")
+    user_id = user[0]
+    if bundle.page is None:
+        return await _feed_from_db(ctx, user_id, limit, cursor, bundle.version or b"0")
+    page = orjson.loads(bundle.page)
+    ids = [int(i) for i in page["ids"]]
+    photos = bundle.photos
+    if len(photos) != 3 * len(ids):  # the in-process chain or the script saw another page
+        rendered = await photos_for_viewer(ctx, ids, user_id)
+    else:
+        metas = {i: m for i, m in zip(ids, photos[0::3], strict=True) if m is not None}
+        rendered = await _assemble(ctx, ids, user_id, metas, photos[1::3], photos[2::3])
+    return render_feed(rendered, page["next"])
 
 
 # --- invalidation ------------------------------------------------------------------------
@@ -241,8 +326,9 @@ async def likes_changed(ctx: Context, user_id: int, photo_id: int) -> None:
 
 
 async def follows_changed(ctx: Context, user_id: int, username: str, target: str) -> None:
-    await ctx.cache.delete([f"profile:{fold(username)}", f"profile:{fold(target)}"])
-    await ctx.cache.bump([f"feedver:{user_id}"])
+    await ctx.cache.invalidate(
+        [f"profile:{fold(username)}", f"profile:{fold(target)}"], [f"feedver:{user_id}"]
+    )
 
 
 async def photos_changed(
@@ -250,8 +336,9 @@ async def photos_changed(
 ) -> None:
     """A photo was added (or deleted, with ``photo_id``): the owner's followers' feeds move."""
     gone = [f"photo:{photo_id}", f"likes:{photo_id}"] if photo_id is not None else []
-    await ctx.cache.delete([f"profile:{fold(owner)}", *gone])
-    await ctx.cache.bump([f"feedver:{f}" for f in followers])
+    await ctx.cache.invalidate(
+        [f"profile:{fold(owner)}", *gone], [f"feedver:{f}" for f in followers]
+    )
 
 
 async def user_deleted(ctx: Context, gone: queries.DeletedUser) -> None:
@@ -259,9 +346,9 @@ async def user_deleted(ctx: Context, gone: queries.DeletedUser) -> None:
     await tokens_revoked(ctx, gone.tokens)
     names = [gone.username, *gone.related]
     own = [photo_id for photo_id, _ in gone.photos]
-    await ctx.cache.delete(
+    await ctx.cache.invalidate(
         [f"profile:{fold(name)}" for name in names]
         + [f"photo:{i}" for i in own]
-        + [f"likes:{i}" for i in [*own, *gone.liked]]
+        + [f"likes:{i}" for i in [*own, *gone.liked]],
+        [f"feedver:{f}" for f in gone.followers],
     )
-    await ctx.cache.bump([f"feedver:{f}" for f in gone.followers])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,21 +48,36 @@ DB_QUERIES = Counter(
 )
 _VERBS = frozenset({"select", "insert", "update", "delete", "with"})
 
+# Label children looked up once (``labels()`` takes a lock and builds a key every call).
+_CACHE_HIT = CACHE.labels("hit")
+_CACHE_MISS = CACHE.labels("miss")
+_COMPONENTS = {name: COMPONENT.labels(name) for name in ("db", "cache", "hash")}
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
 
 def observe(endpoint: str, method: str, status: int, seconds: float, timings: Timings) -> None:
-    REQUESTS.labels(endpoint, method, str(status)).inc()
-    LATENCY.labels(endpoint).observe(seconds)
-    for component in ("db", "cache", "hash"):
-        value = getattr(timings, component)
-        if value:
-            COMPONENT.labels(component).inc(value)
+    key = (endpoint, method, status)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        children = _REQUEST_CHILDREN[key] = (
+            REQUESTS.labels(endpoint, method, str(status)),
+            LATENCY.labels(endpoint),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+    if timings.db:
+        _COMPONENTS["db"].inc(timings.db)
+    if timings.cache:
+        _COMPONENTS["cache"].inc(timings.cache)
+    if timings.hash:
+        _COMPONENTS["hash"].inc(timings.hash)
 
 
 def cache_lookups(hits: int, misses: int) -> None:
     if hits:
-        CACHE.labels("hit").inc(hits)
+        _CACHE_HIT.inc(hits)
     if misses:
-        CACHE.labels("miss").inc(misses)
+        _CACHE_MISS.inc(misses)
 
 
 def db_query(statement: str) -> None:

@@ -119,13 +119,17 @@ async def authenticate(request: Request, *, required: bool = True) -> User | Non
     digest = token_digest(bearer_token(request))
     found = await cached.user_for_token(cached.context(request), digest)
     if found is None:
-        raise ApiError(
-            401,
-            "invalid_token",
-            "the token is unknown, revoked or expired",
-            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+        raise invalid_token()
     return User(*found)
+
+
+def invalid_token() -> ApiError:
+    return ApiError(
+        401,
+        "invalid_token",
+        "the token is unknown, revoked or expired",
+        {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 async def require_user(request: Request) -> User:

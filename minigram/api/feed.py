@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from minigram import cached, queries
-from minigram.api._common import MAX_ID, require_user
+from minigram.api._common import MAX_ID, bearer_token, invalid_token, require_user
+from minigram.auth import token_digest
 from minigram.errors import ApiError, invalid
+from minigram.responses import raw_json
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -27,9 +29,8 @@ def _limit(request: Request) -> int:
     return limit
 
 
-async def feed(request: Request) -> Response:
-    ctx = cached.context(request)
-    user = await require_user(request)
+def _page_params(request: Request) -> tuple[int, str | None]:
+    """(limit, cursor) of the query string; ApiError (422) if they are not valid."""
     unknown = sorted(set(request.query_params) - PARAMS)
     if unknown:  # a typo such as ?limt=5 must not silently give the default page
         raise invalid(unknown[0][:50], "unknown query parameter; use limit and cursor")
@@ -45,6 +46,24 @@ async def feed(request: Request) -> Response:
                 raise ValueError(cursor)
         except ValueError:
             raise ApiError(422, "invalid_cursor", "use next_cursor from a feed page") from None
-    ids, known, next_cursor = await cached.feed_page(ctx, user.id, limit, cursor)
-    photos = await cached.photos_for_viewer(ctx, ids, user.id, known)
-    return JSONResponse({"photos": photos, "next_cursor": next_cursor})
+    return limit, cursor
+
+
+async def feed(request: Request) -> Response:
+    """One page; the token, the page and its photos come from one cache lookup when cached.
+
+    The caller is authenticated before the query is judged: 401 comes before 422.
+    """
+    ctx = cached.context(request)
+    if not request.headers.get("authorization"):
+        await require_user(request)  # raises 401
+    digest = token_digest(bearer_token(request))
+    try:
+        limit, cursor = _page_params(request)
+    except ApiError:
+        await require_user(request)
+        raise
+    body = await cached.feed(ctx, digest, limit, cursor)
+    if body is None:
+        raise invalid_token()
+    return raw_json(body)

@@ -20,6 +20,7 @@ from minigram.api._common import (
     too_large,
 )
 from minigram.errors import ApiError, invalid, not_found
+from minigram.responses import raw_json
 
 CAPTION_MAX = 2200
 #: Room for the multipart framing and the caption on top of the file itself.
@@ -116,7 +117,7 @@ async def photo(request: Request) -> Response:
     found = await cached.photos_for_viewer(ctx, [pid], viewer.id if viewer else None)
     if not found:
         raise not_found(f"no photo {pid}")
-    return JSONResponse(found[0])
+    return raw_json(found[0])
 
 
 def _delete(conn: Connection, pid: int, user_id: int) -> tuple[str, list[int]]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from sqlalchemy import Connection
 from sqlalchemy.sql.dml import Insert
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from minigram import cached, queries
 from minigram.api._common import photo_id, require_user, username_param
 from minigram.errors import ApiError, not_found
 from minigram.models import follows, likes
+from minigram.responses import FastJSONResponse
 from minigram.usernames import fold
 
 
@@ -30,7 +31,7 @@ async def _set_like(request: Request, on: bool) -> Response:
     pid = photo_id(request)
     count = await ctx.write(_like, ctx.db.insert_ignore(likes), user.id, pid, on)
     await cached.likes_changed(ctx, user.id, pid)
-    return JSONResponse({"liked": on, "likes": count})
+    return FastJSONResponse({"liked": on, "likes": count})
 
 
 async def like(request: Request) -> Response:
@@ -64,7 +65,7 @@ async def _set_follow(request: Request, on: bool) -> Response:
         raise ApiError(422, "cannot_follow_self", "you cannot follow yourself")
     await ctx.write(_follow, ctx.db.insert_ignore(follows), user.id, target, on)
     await cached.follows_changed(ctx, user.id, user.username, target)
-    return JSONResponse({"following": on, "username": target})
+    return FastJSONResponse({"following": on, "username": target})
 
 
 async def follow(request: Request) -> Response:

@@ -12,6 +12,7 @@ from minigram import cached, queries
 from minigram.api._common import json_body, require_user, string_field, username_param
 from minigram.auth import hash_password
 from minigram.errors import ApiError, invalid, not_found
+from minigram.responses import raw_json
 from minigram.usernames import canonical
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -48,7 +49,7 @@ async def profile(request: Request) -> Response:
     found = await cached.profile(ctx, username)
     if found is None:
         raise not_found(f"no user {username!r}")
-    return JSONResponse(found)
+    return raw_json(found)
 
 
 def _delete(conn: Connection, username: str, caller: int) -> queries.DeletedUser:

@@ -272,7 +272,7 @@ class Connection:
     """
 
     __slots__ = ("target", "timeout", "times", "setup", "_loop", "_proto", "_used",
-                 "_host_line")
+                 "_host_line", "_timer", "_deadline", "_waiter")
 
     def __init__(self, target: Target, timeout: float = 10.0,
                  times: ConnectionTimes | None = None) -> None:
@@ -284,6 +284,22 @@ class Connection:
         self._proto: _Protocol | None = None
         self._used = False
         self._host_line = b" HTTP/1.1\r\nHost: " + target.host_header + b"\r\n"
+        # One timer per connection, not one per request: it is armed for the deadline of the
+        # request in flight and, when it fires early for a later request, re-armed for that
+        # one's deadline. Back-to-back requests so arm it about once per ``timeout``.
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._waiter: asyncio.Future[Any] | None = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._loop.time() >= self._deadline:
+            waiter.set_result(_TIMEOUT)
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
 
     async def _tcp(self) -> socket.socket:
         target = self.target
@@ -355,6 +371,10 @@ class Connection:
         return proto
 
     def close(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
         proto = self._proto
         self._proto = None
         if proto is not None and proto.transport is not None:
@@ -396,9 +416,12 @@ class Connection:
             proto.body = []
             proto.server_timing = None
             proto.head = payload.startswith(b"HEAD ")
-            waiter = self._loop.create_future()
-            proto.waiter = waiter
-            timer = self._loop.call_later(self.timeout, _expire, waiter)
+            loop = self._loop
+            waiter = loop.create_future()
+            proto.waiter = self._waiter = waiter
+            self._deadline = loop.time() + self.timeout
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._on_timer)
             assert proto.transport is not None
             proto.transport.write(payload)
             try:
@@ -408,8 +431,7 @@ class Connection:
                 self.close()
                 raise
             finally:
-                timer.cancel()
-                proto.waiter = None
+                proto.waiter = self._waiter = None
             self._used = True
             error = proto.error
             if waiter.result() is _TIMEOUT:
@@ -435,11 +457,6 @@ class Connection:
 
 
 _TIMEOUT = object()
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_result(_TIMEOUT)
 
 
 def encode_multipart(

@@ -355,3 +355,42 @@ def test_stage_2_rides_out_a_redis_stall_without_serving_stale_data(
     again = client.get("/api/feed", headers=alice.headers)
     assert server_timing(again)["db"] == 0  # and the cache is used again
     assert again.json()["photos"][0]["likes"] == 1
+
+
+# --- /healthz: a short-lived answer, but a component going down shows within 1 s ------------
+
+
+def test_healthz_reuses_its_answer_briefly(app_settings_factory, test_client_factory, monkeypatch):
+    from minigram.db import Database
+
+    pings = 0
+    ping = Database.ping
+
+    def counted(self: Database) -> None:
+        nonlocal pings
+        pings += 1
+        ping(self)
+
+    monkeypatch.setattr(Database, "ping", counted)
+    client = test_client_factory(create_app(app_settings_factory("1.5")))
+    started = time.monotonic()
+    for _ in range(50):
+        assert client.get("/healthz").json()["status"] == "ok"
+    elapsed = time.monotonic() - started
+    # one check per HEALTH_TTL (0.5 s) at most, not one per call
+    assert 1 <= pings <= 2 + int(elapsed / 0.5)
+    assert pings < 50
+
+
+def test_healthz_shows_redis_going_down_within_1s(
+    app_settings_factory, test_client_factory, throwaway_redis
+):
+    port = throwaway_redis.connection_pool.connection_kwargs["port"]
+    settings = app_settings_factory("2", redis_url=f"redis://127.0.0.1:{port}/0")
+    client = test_client_factory(create_app(settings))
+    assert client.get("/healthz").json()["status"] == "ok"  # the answer is now cached
+    throwaway_redis.shutdown(nosave=True)
+    stopped = time.monotonic()
+    while client.get("/healthz").json()["components"]["cache"]["status"] != "degraded":
+        assert time.monotonic() - stopped < 1.0, "a stopped Redis did not show within 1 s"
+        time.sleep(0.01)
