@@ -75,8 +75,9 @@ class LoadObserver(Protocol):
     lock): each method must be quick and must not raise."""
 
     def load_started(self, key: LoadKey, info: dict[str, Any], participants: tuple[str, ...],
-                     expected_duration: float | None) -> None:
-        """The load got its common start; ``info`` is what the first worker sent in arrive."""
+                     expected_duration: float | None, start_at: float) -> None:
+        """The load got its common start (``start_at``, controller clock); ``info`` is what
+        the first worker sent in arrive."""
 
     def load_second(self, key: LoadKey, row: dict[str, Any], extra: dict[str, Any]) -> None:
         """A merged second became final (see `SeriesAggregate.take_new`)."""
@@ -750,7 +751,7 @@ class Coordinator:
         if self.observer is not None:
             first = load.arrivals.get(load.participants[0])
             self.observer.load_started(load.key, dict(first.info) if first else {},
-                                       load.participants, expected)
+                                       load.participants, expected, load.start_at)
         urls = [u for a in load.arrivals.values() for u in a.health_urls]
         if urls:
             key = load.key

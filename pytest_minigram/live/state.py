@@ -226,6 +226,31 @@ class LiveState:
             load = self._loads[load_id]
             return format_line(load.view(now))
 
+    def export(self, bounds: tuple[float, ...]) -> list[dict[str, Any]]:
+        """Per load, plain figures for a metrics endpoint: counters per action, the latency
+        histogram as cumulative counts at each bound (seconds), users, CPU."""
+        out = []
+        with self._lock:
+            for load in self._loads.values():
+                buckets = [0] * len(bounds)
+                total_us = 0.0
+                for item in load.histogram.get_recorded_iterator():
+                    value, n = item.value_iterated_to / 1e6, item.count_at_value_iterated_to
+                    total_us += item.value_iterated_to * n
+                    for i, bound in enumerate(bounds):
+                        if value <= bound:
+                            buckets[i] += n
+                last = load.seconds[-1] if load.seconds else {}
+                out.append({
+                    "test": load.test, "stage": load.stage, "running": load.running,
+                    "actions": {name: tuple(c) for name, c in load.actions.items()},
+                    "requests": load.requests, "errors": load.errors, "dropped": load.dropped,
+                    "buckets": buckets, "count": load.histogram.get_total_count(),
+                    "sum": total_us / 1e6,
+                    "users": last.get("users", 0) if load.running else 0,
+                    "cpu": last.get("cpu")})
+        return out
+
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """The page's data: the running loads in full, the finished ones too (newest last)."""
         with self._lock:
