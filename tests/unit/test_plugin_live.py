@@ -133,3 +133,56 @@ def test_prometheus_counter_grows_and_matches_the_result(pytester: pytest.Pytest
     res.assert_outcomes(passed=1)
     res.stdout.fnmatch_lines(["minigram: Prometheus metrics at http://127.0.0.1:*/metrics",
                               "PROM *"])
+
+
+STOP_CONFTEST_EXTRA = '''
+
+import re as _re
+import threading as _threading
+import urllib.error as _uerr
+import urllib.request as _ureq
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        return
+    from pytest_minigram.plugin.live import LIVE
+
+    def stopper():
+        live = config.stash[LIVE]
+        url = live.page.url
+        html = _ureq.urlopen(url, timeout=5).read().decode()
+        token = _re.search(r'data-token="([^"]+)"', html).group(1)
+        def post(tok, origin=None):
+            headers = {"X-Minigram-Token": tok, "Content-Type": "application/json"}
+            if origin:
+                headers["Origin"] = origin
+            req = _ureq.Request(url + "stop", method="POST", headers=headers,
+                                data=b'{"test": "test_live.py::test_live_load"}')
+            try:
+                return _ureq.urlopen(req, timeout=5).status
+            except _uerr.HTTPError as exc:
+                return exc.code
+        while not [l for l in live.state.running() if len(l.seconds) >= 2]:
+            time.sleep(0.2)
+        print("WRONG-TOKEN", post("nope"), "OTHER-ORIGIN", post(token, "http://evil.example"),
+              flush=True)
+        print("STOP", post(token), flush=True)
+    _threading.Thread(target=stopper, daemon=True).start()
+'''
+
+
+def test_stop_reaches_every_xdist_worker(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(TARGET_CONFTEST + STOP_CONFTEST_EXTRA)
+    pytester.makepyfile(test_live=LOAD_TEST.replace("duration=5", "duration=40"))
+    res = pytester.runpytest_subprocess("-n", "2", "-s", "-p", "no:cacheprovider",
+                                        "--minigram-live", "--minigram-results=run.json",
+                                        timeout=120)
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*WRONG-TOKEN 403 OTHER-ORIGIN 403*", "*STOP 200*",
+                              "*stopped from the live page after * s of 40 s*"])
+    (test,) = json.loads((pytester.path / "run.json").read_text())["tests"]
+    assert test["stopped"] is True and test["verdict"] == "failed"
+    result = test["result"]
+    assert result["interrupted"] and result["duration"] < 30
+    workers = result["generator"]["coordination"]["workers"]
+    assert len(workers) == 2 and all(w["requests"] > 0 for w in workers.values())
