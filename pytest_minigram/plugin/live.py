@@ -76,7 +76,12 @@ class LiveSession:
 
             self.page = LivePage(self.state, self.request_stop, *settings.live).start()
         if settings.prometheus is not None:
-            from pytest_minigram.live.prometheus import PrometheusEndpoint
+            try:
+                from pytest_minigram.live.prometheus import PrometheusEndpoint
+            except ImportError as exc:
+                raise pytest.UsageError(
+                    f"--minigram-prometheus needs prometheus-client ({exc}): pip install "
+                    "prometheus-client, or pytest-minigram[minigram]") from None
 
             self.prometheus = PrometheusEndpoint(self.state, *settings.prometheus).start()
 
