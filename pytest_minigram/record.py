@@ -55,6 +55,7 @@ class PerfRecord:
     duet_baseline: Result | None = None
     breaking_point: dict[str, Any] | None = None
     server: dict[str, Any] | None = None  # CPU seconds the server used during the load
+    stopped: bool = False  # ended early from the live page: a partial result, never a pass
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -73,6 +74,8 @@ class PerfRecord:
             "comparison": self.comparison}
         if self.breaking_point is not None:
             entry["breaking_point"] = self.breaking_point
+        if self.stopped:
+            entry["stopped"] = True
         if self.duet_baseline is not None:
             entry["duet_baseline"] = self.duet_baseline.to_dict()
         return entry
@@ -86,7 +89,8 @@ class PerfRecord:
             slo=[SloOutcome.from_dict(o) for o in d.get("slo") or []],
             comparison=list(d.get("comparison") or []), verdict=str(d.get("verdict") or ""),
             duet_baseline=Result.from_dict(base) if base else None,
-            breaking_point=d.get("breaking_point"), server=d["result"].get("server"))
+            breaking_point=d.get("breaking_point"), server=d["result"].get("server"),
+            stopped=bool(d.get("stopped", False)))
 
 
 def unique_entries(records: Iterable[PerfRecord | Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_minigram.coordination import messages as m
 from pytest_minigram.coordination.clock import Clock, ClockOffset, ClockSample, best_offset
@@ -51,6 +51,7 @@ __all__ = [
     "WORKERINPUT_ADDRESS",
     "WORKERINPUT_SECRET",
     "Coordinator",
+    "LoadObserver",
     "LoadOutcome",
     "PerfTestOutcome",
     "WorkerFailure",
@@ -67,6 +68,22 @@ _ACCEPTORS = 4
 # Flow control: a worker this many seconds ahead of the slowest one of its load is not read
 # from (TCP holds it back) until the others catch up; bounds the open seconds of the series.
 _MAX_LEAD = 16
+
+
+class LoadObserver(Protocol):
+    """What a live view learns of the loads, called in the coordinator's loop thread (under its
+    lock): each method must be quick and must not raise."""
+
+    def load_started(self, key: LoadKey, info: dict[str, Any], participants: tuple[str, ...],
+                     expected_duration: float | None, start_at: float) -> None:
+        """The load got its common start (``start_at``, controller clock); ``info`` is what
+        the first worker sent in arrive."""
+
+    def load_second(self, key: LoadKey, row: dict[str, Any], extra: dict[str, Any]) -> None:
+        """A merged second became final (see `SeriesAggregate.take_new`)."""
+
+    def load_finished(self, key: LoadKey, ok: bool, reason: str, stopped: bool) -> None:
+        """The load has its verdict (``stopped``: ended early from the live page)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +200,7 @@ class _Load:
         self.started_by = 0.0  # monotonic deadlines once running
         self.done_by = 0.0
         self.health: HealthWatch | None = None
+        self.stopped = ""  # why it was stopped early (the live page), when it was
 
     def spread(self) -> float | None:
         if len(self.started) < len(self.participants):
@@ -208,8 +226,9 @@ class Coordinator:
                  health_interval: float = 0.5, health_timeout: float = 2.0,
                  health_failures: int = 2,
                  provide: Callable[[str], Any] | None = None,
-                 keep_results: bool = True) -> None:
+                 keep_results: bool = True, observer: LoadObserver | None = None) -> None:
         self.host = host
+        self.observer = observer  # a live view of the loads (see LoadObserver)
         self.provide = provide  # answers ``ask``: once a name, in the provider thread
         # keep each finished load's merged Result (for wait_load); a session of many perf
         # tests sends it to the workers and keeps only the verdict
@@ -349,6 +368,22 @@ class Coordinator:
     def fail_test(self, test: str, reason: str) -> None:
         """Fail a perf test from the controller: its running and future loads fail."""
         self._command(lambda: self._test_failure(test, WorkerFailure("controller", reason)))
+
+    def stop_test(self, test: str, reason: str) -> None:
+        """End the running loads of ``test`` cleanly: every worker stops its users and sends
+        its partial result, which is merged as usual; the observer hears ``stopped``."""
+        self._command(lambda: self._stop_test(test, reason))
+
+    def _stop_test(self, test: str, reason: str) -> None:
+        for load in [ld for ld in self._loads.values() if ld.key[0] == test and ld.running]:
+            if load.stopped:
+                continue
+            load.stopped = reason
+            data = m.encode(m.Stop(load.key, reason))
+            for worker in load.participants:
+                peer = self._peers.get(worker)
+                if peer is not None:
+                    self._send(peer, data)
 
     def outcome(self, test: str) -> PerfTestOutcome | None:
         with self._lock:
@@ -713,6 +748,10 @@ class Coordinator:
                 load.key, index, count, start_at, list(load.participants), done_within)))
             if load.finished:
                 return
+        if self.observer is not None:
+            first = load.arrivals.get(load.participants[0])
+            self.observer.load_started(load.key, dict(first.info) if first else {},
+                                       load.participants, expected, load.start_at)
         urls = [u for a in load.arrivals.values() for u in a.health_urls]
         if urls:
             key = load.key
@@ -750,6 +789,13 @@ class Coordinator:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self._fail(load, f"worker {worker} sent a bad {msg.TYPE} for load "
                              f"{format_key(load.key)}: {exc}", (worker,))
+        self._observe_seconds(load)
+
+    def _observe_seconds(self, load: _Load) -> None:
+        new = load.series.take_new()
+        if self.observer is not None:
+            for row, extra in new:
+                self.observer.load_second(load.key, row, extra)
 
     def _on_done(self, load: _Load, worker: str, result: dict[str, Any]) -> None:
         if worker in load.done:
@@ -786,6 +832,7 @@ class Coordinator:
                        ())
             return
         merged.timeseries = load.series.rows()
+        self._observe_seconds(load)
         expected = sum(p.count for p in parts)
         if merged.count != expected:  # merge() adds exactly; this guards the guarantee
             self._fail(load, f"merged {merged.count} requests, the workers sent {expected}", ())
@@ -805,7 +852,7 @@ class Coordinator:
                               started=dict(load.started), start_spread=spread,
                               action_series=load.series.action_rows())
         self._finish(load, outcome)
-        data = m.encode(m.Merged(load.key, merged.to_dict()))
+        data = m.encode(m.Merged(load.key, merged.to_dict(), load.stopped))
         for worker in load.participants:
             peer = self._peers.get(worker)
             if peer is not None:
@@ -827,6 +874,8 @@ class Coordinator:
 
     def _finish(self, load: _Load, outcome: LoadOutcome) -> None:
         load.finished = True
+        if self.observer is not None and load.running:
+            self.observer.load_finished(load.key, outcome.ok, outcome.reason, bool(load.stopped))
         if load.health is not None:
             load.health.stop()
         self._loads.pop(load.key, None)

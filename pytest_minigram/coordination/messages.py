@@ -2,7 +2,7 @@
 
 Worker to controller: ``join``, ``pong``, ``collected``, ``ask``, ``arrive``, ``started``,
 ``delta``, ``done``, ``error``, ``bye``. Controller to worker: ``welcome``, ``refused``,
-``ping``, ``answer``, ``start``, ``merged``, ``failed``. Both ways: ``heartbeat``.
+``ping``, ``answer``, ``start``, ``stop``, ``merged``, ``failed``. Both ways: ``heartbeat``.
 
 One load call of one perf test is identified by a :data:`LoadKey`, ``(test id, call index)``;
 every message about a load carries it, so two loads never mix. Times are wall-clock seconds
@@ -43,6 +43,7 @@ __all__ = [
     "Refused",
     "Start",
     "Started",
+    "Stop",
     "Welcome",
     "decode",
     "encode",
@@ -120,6 +121,7 @@ class Arrive:
     key: LoadKey
     expected_duration: float | None = None
     health_urls: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # what a live view shows (stage...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,16 @@ class Start:
     start_at: float
     participants: list[str]
     done_within: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Controller -> worker: end this load now, cleanly, and send the partial result (someone
+    stopped it from the live page); the merged result then says ``stopped``."""
+
+    TYPE: ClassVar[str] = "stop"
+    key: LoadKey
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +199,7 @@ class Merged:
     TYPE: ClassVar[str] = "merged"
     key: LoadKey
     result: dict[str, Any]
+    stopped: str = ""  # why the controller stopped it early, when it did
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,12 +248,12 @@ class Bye:
     TYPE: ClassVar[str] = "bye"
 
 
-Message = (Join | Welcome | Refused | Heartbeat | Ping | Pong | Arrive | Start | Started | Delta
-           | Done | Error | Merged | Failed | Collected | Ask | Answer | Bye)
+Message = (Join | Welcome | Refused | Heartbeat | Ping | Pong | Arrive | Start | Stop | Started
+           | Delta | Done | Error | Merged | Failed | Collected | Ask | Answer | Bye)
 
 _CLASSES: dict[str, type[Any]] = {
     cls.TYPE: cls for cls in (Join, Welcome, Refused, Heartbeat, Ping, Pong, Arrive, Start,
-                              Started, Delta, Done, Error, Merged, Failed, Collected, Ask,
+                              Stop, Started, Delta, Done, Error, Merged, Failed, Collected, Ask,
                               Answer, Bye)
 }
 # field name -> type hint, per message class

@@ -38,9 +38,11 @@ def _encode(hist: HdrHistogram) -> str:
 
 
 class _Second:
-    __slots__ = ("actions", "blob", "errors", "hist", "requests", "users")
+    __slots__ = ("actions", "blob", "cpu", "dropped", "errors", "hist", "requests", "users")
 
     def __init__(self) -> None:
+        self.cpu: float | None = None  # the busiest worker's generator CPU that second
+        self.dropped = 0
         self.requests = 0
         self.errors = 0
         self.users = 0
@@ -81,6 +83,7 @@ class SeriesAggregate:
         self._rows: list[dict[str, Any]] = []
         self._actions: list[dict[str, Any]] = []
         self._final_upto = -1  # merged seconds <= this are final
+        self._new: list[tuple[dict[str, Any], dict[str, Any]]] = []  # for take_new()
         self.streamed: dict[str, dict[str, int]] = {w: {"requests": 0, "errors": 0}
                                                      for w in self.workers}
 
@@ -150,6 +153,13 @@ class SeriesAggregate:
         """Per merged second, the requests and errors of each action (``{t, actions}``)."""
         return list(self._actions)
 
+    def take_new(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The merged seconds made final since the last call, each as ``(row, extra)``;
+        ``extra`` has that second's ``actions``, ``dropped`` arrivals (summed over the workers)
+        and ``cpu`` (the busiest worker's generator CPU, or None): what a live view shows."""
+        new, self._new = self._new, []
+        return new
+
     @property
     def open_seconds(self) -> int:
         return len(self._open)
@@ -191,6 +201,12 @@ class SeriesAggregate:
                 counts = slot.actions.setdefault(str(name), [0, 0])
                 counts[0] += int(info.get("count", 0))
                 counts[1] += int(info.get("errors", 0))
+        live = row.get("live")
+        if isinstance(live, Mapping):
+            slot.dropped += int(live.get("dropped") or 0)
+            cpu = live.get("cpu")
+            if isinstance(cpu, int | float) and (slot.cpu is None or cpu > slot.cpu):
+                slot.cpu = float(cpu)
         if worker in self._last:
             self._last[worker] = t
 
@@ -217,7 +233,8 @@ class SeriesAggregate:
             pct = hist.get_percentile_to_value_dict([50.0, 95.0])
             row["p50"], row["p95"] = pct[50.0] / 1e6, pct[95.0] / 1e6
             row["histogram"] = _encode(hist)
+        actions = {name: {"count": c, "errors": e} for name, (c, e) in sorted(slot.actions.items())}
         if slot.actions:
-            self._actions.append({"t": t, "actions": {
-                name: {"count": c, "errors": e} for name, (c, e) in sorted(slot.actions.items())}})
+            self._actions.append({"t": t, "actions": actions})
+        self._new.append((row, {"actions": actions, "dropped": slot.dropped, "cpu": slot.cpu}))
         return row

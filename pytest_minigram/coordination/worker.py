@@ -60,6 +60,7 @@ class Load:
         self._started_mono = 0.0
         self._merged: m.Merged | None = None
         self._failed: m.Failed | None = None
+        self._stopped: m.Stop | None = None
         self._finished = False
 
     # --- the share, once started ---------------------------------------------------------
@@ -125,6 +126,14 @@ class Load:
         """This load failed here (e.g. the engine raised): it fails for every worker."""
         self._finished = True
         self.client._post(m.Error(self.key[0], message, self.key))
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the controller stopped this load early (from the live page), or None; once
+        merged, what the controller says for every worker."""
+        if self._merged is not None:
+            return self._merged.stopped or None
+        return None if self._stopped is None else self._stopped.reason
 
     @property
     def failed(self) -> str | None:
@@ -248,7 +257,8 @@ class WorkerClient:
 
     # --- what the plugin calls -----------------------------------------------------------
     def arrive(self, key: LoadKey, *, expected_duration: float | None = None,
-               health_urls: Sequence[str] = (), timeout: float | None = None) -> Load:
+               health_urls: Sequence[str] = (), timeout: float | None = None,
+               info: Mapping[str, Any] | None = None) -> Load:
         """Meet the other workers at load call ``key``; return when the start is fixed.
 
         ``expected_duration``: the planned run time (the coordinator's deadline for the
@@ -263,7 +273,7 @@ class WorkerClient:
                 raise ProtocolError(f"worker {self.worker} already arrived at load "
                                     f"{format_key(key)}")
             self._loads[key] = load
-        self._post(m.Arrive(key, expected_duration, list(health_urls)))
+        self._post(m.Arrive(key, expected_duration, list(health_urls), dict(info or {})))
         if timeout is None:
             timeout = self.timeouts.barrier + self.timeouts.probe + _MARGIN
         try:
@@ -397,7 +407,7 @@ class WorkerClient:
                 with self._cond:
                     self._answers[msg.seq] = msg
                     self._cond.notify_all()
-            elif isinstance(msg, m.Start | m.Merged | m.Failed):
+            elif isinstance(msg, m.Start | m.Merged | m.Failed | m.Stop):
                 with self._cond:
                     load = self._loads.get(msg.key)
                     if load is not None:
@@ -406,6 +416,9 @@ class WorkerClient:
                             load._started_mono = time.monotonic()
                         elif isinstance(msg, m.Merged):
                             load._merged = msg
+                        elif isinstance(msg, m.Stop):
+                            load._stopped = msg
+                            load.stop.set()
                         else:
                             load._failed = msg
                             load.stop.set()

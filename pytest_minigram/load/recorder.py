@@ -95,6 +95,7 @@ class Recorder:
         self._sec_requests = 0
         self._sec_errors = 0
         self._delta_base: dict[str, tuple[int, int]] = {}  # per action, at the last delta
+        self._dropped_base = 0  # dropped iterations at the last delta
         self._hot: dict[str, tuple[ActionStats, tuple[HdrHistogram, ...],
                                    tuple[HdrHistogram, ...]]] = {}
 
@@ -188,9 +189,11 @@ class Recorder:
         self.timeseries.append(row)
         return row
 
-    def delta(self, row: dict[str, Any]) -> dict[str, Any]:
+    def delta(self, row: dict[str, Any], cpu: float | None = None) -> dict[str, Any]:
         """``row`` (just returned by :meth:`tick`) plus that second's requests and errors per
-        action: ``{**row, "actions": {name: {"count": n, "errors": e}}}``, for streaming.
+        action: ``{**row, "actions": {name: {"count": n, "errors": e}}}``, for streaming, and
+        ``"live"``: that second's ``dropped`` arrivals and the generator's ``cpu`` (a fraction
+        of one core, when measured), for the live view.
 
         Per-action counts are the differences of the cumulative counters since the last call,
         so nothing is added to the per-request path.
@@ -202,7 +205,9 @@ class Recorder:
             if stats.count != count or stats.errors != errors:
                 actions[name] = {"count": stats.count - count, "errors": stats.errors - errors}
                 base[name] = (stats.count, stats.errors)
-        return {**row, "actions": actions}
+        dropped = self.dropped_iterations - self._dropped_base
+        self._dropped_base = self.dropped_iterations
+        return {**row, "actions": actions, "live": {"dropped": dropped, "cpu": cpu}}
 
     def result(self, *, duration: float, workload: dict[str, Any], labels: dict[str, str],
                generator: dict[str, Any], interrupted: bool) -> Result:

@@ -229,9 +229,11 @@ async def run_async(workload: Workload, journey: JourneyLike, target: str, *,
     last = recorder.timeseries
     if not last or duration - len(last) > 0.05 or recorder._sec_requests:
         row = recorder.tick(engine.active_users)
+        cpu = monitor.sample()
         if on_second is not None:
-            on_second(recorder.delta(row))
-    monitor.sample()
+            on_second(recorder.delta(row, cpu or None))
+    else:
+        monitor.sample()
     result = recorder.result(duration=duration, workload=workload.to_dict(), labels=all_labels,
                              generator=monitor.summary(), interrupted=interrupted)
     result.connect, result.tls = engine.times.connect, engine.times.tls
@@ -246,9 +248,9 @@ async def _tick(engine: _Engine, recorder: Recorder, monitor: CpuMonitor,
         await asyncio.sleep(max(0.0, engine.t0 + second - perf_counter()))
         second += 1
         row = recorder.tick(engine.active_users)
+        cpu = monitor.sample()
         if on_second is not None:
-            on_second(recorder.delta(row))
-        monitor.sample()
+            on_second(recorder.delta(row, cpu))
         if on_progress is not None:
             on_progress(Progress(
                 elapsed=perf_counter() - engine.t0, users=engine.active_users,

@@ -2,7 +2,8 @@
 
 The components, each in its own module: the `Conductor` runs loads (``conductor``), the
 `Baseline` and `Verdicts` judge them (``baseline``, ``verdicts``), `SessionOutputs` writes
-what the run leaves behind (``outputs``), and ``xdist`` meets the workers.
+what the run leaves behind (``outputs``), `LiveSession` shows the running loads (``live``), and
+``xdist`` meets the workers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pytest_minigram.plugin.fixtures import (  # noqa: F401  (fixtures are found
     run_declarative,
     validate_marker,
 )
+from pytest_minigram.plugin.live import LIVE, LiveSession
 from pytest_minigram.plugin.outputs import SessionOutputs
 from pytest_minigram.plugin.signals import SigtermAsInterrupt
 from pytest_minigram.plugin.verdicts import Verdicts
@@ -91,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
               if workerinput and WORKERINPUT_ADDRESS in workerinput else None)
     config.stash[WORKER] = worker
     config.stash[CONTROLLER] = None
+    config.stash[LIVE] = None
     baseline = Baseline(s)
     config.stash[CONDUCTOR] = Conductor(config, s, worker)
     verdicts = Verdicts(baseline, worker, lambda: config.stash.get(CONTROLLER, None))
@@ -104,13 +107,17 @@ def pytest_configure(config: pytest.Config) -> None:
         guard = SigtermAsInterrupt()
         guard.install()
         config.stash[_SIGTERM] = guard
+        live = config.stash[LIVE] = LiveSession(config, s)
+        pm.register(live, "minigram-live")
         if pm.has_plugin("xdist"):
             # Registered whether or not -n is given: xdist's own trylast pytest_configure may
             # not have registered its "dsession" yet. These hooks fire only on a controller.
             host, port = s.coordinator
             controller = XdistController(
                 config, host, port, s.advertise,
-                lambda name: config.hook.pytest_minigram_provide(config=config, name=name))
+                lambda name: config.hook.pytest_minigram_provide(config=config, name=name),
+                observer=live)
+            live.stop_remote = controller.stop_test
             config.stash[CONTROLLER] = controller
             pm.register(controller, "minigram-xdist")
     for journeys in config.hook.pytest_minigram_add_journeys(config=config):
@@ -134,6 +141,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     controller = config.stash.get(CONTROLLER, None)
     if controller is not None:
         controller.close()
+    live = config.stash.get(LIVE, None)
+    if live is not None:
+        live.close()
     guard = config.stash.get(_SIGTERM, None)
     if guard is not None:
         guard.uninstall()

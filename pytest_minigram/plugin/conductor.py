@@ -20,6 +20,7 @@ from pytest_minigram.load import parse_duration as _parse_duration
 from pytest_minigram.load.registry import resolve_journey
 from pytest_minigram.load.workloads import Workload
 from pytest_minigram.plugin import xdist
+from pytest_minigram.plugin.live import LIVE, stopped_message
 from pytest_minigram.plugin.options import MAX_ROUNDS, Settings
 from pytest_minigram.plugin.signals import LoadWatch
 from pytest_minigram.plugin.targets import TargetInfo
@@ -126,7 +127,10 @@ class Conductor:
         base_urls = [url for info in baseline for url in info.urls]
         parts: dict[str, list[Result]] = {HEAD: [], BASELINE: []}
         used: dict[str, list[str]] = {HEAD: [], BASELINE: []}
+        stopped = False
         for index in range(n_rounds):
+            if stopped:
+                break
             # duet: baseline and head take turns, in the order ABBA ABBA..., so that a
             # machine that drifts faster or slower over the test treats both alike
             sides = [HEAD] if not base_urls else (
@@ -137,8 +141,14 @@ class Conductor:
                 key = item.nodeid + ("" if side == HEAD else "#baseline") + (
                     f"#round{index}" if index else "")
                 watched = [target] if side == HEAD else list(baseline)
-                parts[side].append(self._run_round(item, wl, j, url, watched, options, key))
+                part, stopped = self._run_round(item, wl, j, url, watched, options, key)
+                parts[side].append(part)
                 used[side].append(redact_url(url))
+                if stopped:
+                    break
+        if not parts[HEAD]:  # stopped during the first baseline round: that is what there is
+            parts[HEAD], used[HEAD] = parts[BASELINE], used[BASELINE]
+            parts[BASELINE], used[BASELINE], base_urls = [], [], []
         result = _join(parts[HEAD], used[HEAD])
         result.labels.update(labels)
         result.workload = wl.to_dict()  # the whole load, not one worker's share
@@ -150,7 +160,7 @@ class Conductor:
             server = {"cpu_seconds": round(sum(cpu_after) - sum(cpu_before),  # type: ignore[arg-type]
                                            4), "pid": target.pids[0]}
         record = PerfRecord(test=item.nodeid, stage=target.variant, kind=kind, result=result,
-                            server=server)
+                            server=server, stopped=stopped)
         if base_urls:
             base = _join(parts[BASELINE], used[BASELINE])
             base.labels.update(labels, target=redact_url(base_urls[0]))
@@ -160,23 +170,41 @@ class Conductor:
         if item.stash.get(ROLE, "single") != "follower":
             self.config.hook.pytest_minigram_result(config=self.config, nodeid=item.nodeid,
                                                     stage=target.variant, result=result)
+        if stopped:  # recorded as it is, never a pass
+            raise pytest.fail.Exception(stopped_message(result, wl.planned_duration()),
+                                        pytrace=False)
         return record, result
 
     def _run_round(self, item: pytest.Item, wl: Workload, j: Journey, url: str,
-                   watched: Sequence[TargetInfo], options: dict[str, Any], key: str) -> Result:
+                   watched: Sequence[TargetInfo], options: dict[str, Any],
+                   key: str) -> tuple[Result, bool]:
         """One run of the workload; under xdist, every worker's share, merged once by the
-        controller's coordinator."""
+        controller's coordinator. True with it when it was stopped from the live page."""
         still_ok: list[Callable[[], bool]] = [info.alive for info in watched]
+        stage = str(options["labels"].get("stage") or "")
         if self.worker is None or item.get_closest_marker("perf") is None:
-            with LoadWatch(still_ok) as watch:
-                result = run(wl, j, url, stop_event=watch.stop, **options)
+            live = self.config.stash.get(LIVE, None)
+            local = (live.local(item.nodeid, stage, wl.to_dict(), wl.planned_duration())
+                     if live is not None else None)
+            extra = {} if local is None else {"on_start": local.on_start,
+                                              "on_second": local.on_second}
+            result: Result | None = None
+            try:
+                with LoadWatch(still_ok + ([local.still_running] if local else [])) as watch:
+                    result = run(wl, j, url, stop_event=watch.stop, **extra, **options)
+            finally:
+                if local is not None:
+                    local.finish(result)
+            if local is not None and local.stopped:
+                return result, True
             watch.raise_if_interrupted(result)
-            return result
+            return result, False
         health = [info.health_url for info in watched if info.health_url]
+        info = {"stage": stage, "workload": wl.to_dict()}
         try:
             with self.worker.client.arrive(self.worker.next_key(item.nodeid),
                                            expected_duration=wl.planned_duration(),
-                                           health_urls=health) as load:
+                                           health_urls=health, info=info) as load:
                 item.stash[ROLE] = "leader" if load.index == 0 else "follower"
                 with LoadWatch([*still_ok, lambda: not load.stop.is_set()]) as watch:
                     partial = run(wl.split(load.count)[load.index], j, url,
@@ -185,7 +213,8 @@ class Conductor:
                                   on_second=load.on_second, **options)
                 if not load.stop.is_set():
                     watch.raise_if_interrupted(partial)
-                return load.finish(partial)
+                merged = load.finish(partial)
+                return merged, bool(load.stopped)
         except CoordinationError as exc:
             raise pytest.fail.Exception(f"{key}: {exc}", pytrace=False) from None
 

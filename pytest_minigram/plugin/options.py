@@ -17,6 +17,7 @@ from pytest_minigram.load import parse_duration
 
 DEFAULT_REPORT = "reports/minigram-report.html"
 DEFAULT_STORAGE = ".minigram"
+DEFAULT_LISTEN = "127.0.0.1:0"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("--minigram-advertise", "minigram_advertise",
            "Address the xdist workers use to reach the coordinator, when it is not the one "
            "it listens on (for example when it listens on 0.0.0.0)", metavar="HOST"),
+    Option("--minigram-quiet", "minigram_quiet",
+           "No live line in the terminal while a load runs (-q silences it too)", flag=True,
+           default=False),
+    Option("--minigram-live", "minigram_live",
+           "Serve a live page of the running loads, with a button to stop one, on HOST:PORT "
+           f"(default: {DEFAULT_LISTEN}, port 0 = a free port, printed in the header)",
+           nargs="?", const=DEFAULT_LISTEN, metavar="HOST:PORT"),
+    Option("--minigram-prometheus", "minigram_prometheus",
+           "Serve Prometheus metrics of the running loads (requests, errors, latency, users, "
+           f"dropped arrivals, generator CPU) on HOST:PORT (default: {DEFAULT_LISTEN})",
+           nargs="?", const=DEFAULT_LISTEN, metavar="HOST:PORT"),
     Option("--minigram-results", "minigram_results",
            "Write this run's results file (versioned JSON, docs/results-file.md) to PATH",
            metavar="PATH"),
@@ -185,6 +197,9 @@ class Settings:
     results: Path | None = None
     coordinator: tuple[str, int] = ("127.0.0.1", 0)
     advertise: str | None = None
+    quiet: bool = False
+    live: tuple[str, int] | None = None  # where the live page listens
+    prometheus: tuple[str, int] | None = None  # where the Prometheus endpoint listens
 
 
 def _duration(raw: Any) -> tuple[float, float | None]:
@@ -231,6 +246,9 @@ def resolve(config: pytest.Config) -> Settings:
         results=Path(raw["--minigram-results"]) if raw["--minigram-results"] else None,
         coordinator=_address(_opt("--minigram-coordinator"), raw["--minigram-coordinator"]),
         advertise=str(raw["--minigram-advertise"]) if raw["--minigram-advertise"] else None,
+        quiet=bool(raw["--minigram-quiet"]),
+        live=_listen(_opt("--minigram-live"), raw["--minigram-live"]),
+        prometheus=_listen(_opt("--minigram-prometheus"), raw["--minigram-prometheus"]),
     )
 
 
@@ -254,4 +272,28 @@ def _address(opt: Option, value: Any) -> tuple[str, int]:
     except ValueError:
         raise usage_error(opt, value, "expected HOST or HOST:PORT with an IP address, such "
                           "as 127.0.0.2 or 0.0.0.0:7777") from None
+    return host, number
+
+
+def _listen(opt: Option, value: Any) -> tuple[str, int] | None:
+    """``HOST:PORT``, ``HOST`` or ``PORT`` (on 127.0.0.1); None when the option is not given."""
+    import ipaddress
+
+    if value in (None, "", False):
+        return None
+    text = str(value).strip()
+    if text.isdigit():
+        text = f"127.0.0.1:{text}"
+    host, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "0")
+    host = host or "127.0.0.1"
+    try:
+        if host != "localhost":
+            ipaddress.ip_address(host)
+        number = int(port or "0")
+        if not 0 <= number < 65536:
+            raise ValueError(port)
+    except ValueError:
+        raise usage_error(opt, value, "expected HOST:PORT, HOST or PORT with an IP address "
+                          "and a port from 0 (a free one) to 65535, such as 127.0.0.1:8089"
+                          ) from None
     return host, number

@@ -26,6 +26,7 @@ from pytest_minigram.coordination import (
     CoordinationError,
     Coordinator,
     LoadKey,
+    LoadObserver,
     WorkerClient,
 )
 
@@ -185,8 +186,9 @@ class XdistController:
     """Controller-side xdist wiring: the coordinator, the scheduler, one report per test."""
 
     def __init__(self, config: pytest.Config, host: str, port: int, advertise: str | None,
-                 provide: Callable[[str], Any]) -> None:
+                 provide: Callable[[str], Any], observer: LoadObserver | None = None) -> None:
         self.config = config
+        self.observer = observer
         self.host, self.port, self.advertise = host, port, advertise
         self.provide = provide
         self._coordinator: Coordinator | None = None
@@ -198,12 +200,19 @@ class XdistController:
     def coordinator(self) -> Coordinator:
         if self._coordinator is None:
             self._coordinator = Coordinator(self.host, self.port, provide=self.provide,
-                                            keep_results=False).start()
+                                            keep_results=False, observer=self.observer).start()
         return self._coordinator
 
     @property
     def active(self) -> bool:
         return self._coordinator is not None
+
+    def stop_test(self, test: str, reason: str) -> bool:
+        """Stop ``test``'s running load on every worker (the live page's stop button)."""
+        if self._coordinator is None:
+            return False
+        self._coordinator.stop_test(test, reason)
+        return True
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         dsession = session.config.pluginmanager.getplugin("dsession")
