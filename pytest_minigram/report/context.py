@@ -310,7 +310,11 @@ def _ms(seconds: float | None) -> float | None:
 def _charts(entries: Sequence[Entry], stages: Sequence[str], primary: str | None,
             actions: Json, max_points: int) -> Json:
     per_stage = {e.stage: e for e in entries if e.group == primary}
-    stressy = {s: [e.result for e in entries if e.stage == s and e.kind in ("stress", "breaking")]
+    # one journey's curve: a stress test that also runs another journey (a write-contention
+    # load, say) must not pool its errors into the lead journey's errors against users
+    journeys = {_dig(e.result, "labels.journey") for e in per_stage.values()} - {None}
+    stressy = {s: [e.result for e in entries if e.stage == s and e.kind in ("stress", "breaking")
+                   and (not journeys or _dig(e.result, "labels.journey") in journeys)]
                for s in stages}
     overview = {
         "stages": list(stages),

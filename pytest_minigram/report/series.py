@@ -150,8 +150,8 @@ def by_users(results: Iterable[Mapping[str, Any]], max_points: int = 40) -> list
         for row in result.get("timeseries") or ():
             users = row.get("users")
             requests = int(row.get("requests") or 0)
-            if users is None or requests == 0:
-                continue
+            if users is None or users <= 0 or requests == 0:
+                continue  # users 0: the requests in flight completing after the users stopped
             acc = levels.setdefault(float(users), [0, 0, 0])
             acc[0] += requests
             acc[1] += int(row.get("errors") or 0)

@@ -290,3 +290,26 @@ def test_a_finding_about_4xx_says_it_may_be_the_script(golden: dict[str, Any]) -
     finding = next(x for x in texts if x.startswith("stage 1: 56% of requests failed"))
     assert "422 cannot follow yourself in test_realistic[1] at 20 users" in finding
     assert "check that the journey's own requests are valid" in finding
+
+
+def test_errors_against_users_are_the_lead_journeys_and_skip_the_drain_second(
+        golden: dict[str, Any]) -> None:
+    """The main job's stress test also runs a 10-user write-contention load: its 503s made
+    the finding say errors pass 5 % 'at ~0 users', from the second in which requests in
+    flight completed after the users had stopped."""
+    from pytest_minigram.report import series
+
+    rows = [{"second": 0, "users": 5, "requests": 50, "errors": 0},
+            {"second": 1, "users": 0, "requests": 40, "errors": 30}]
+    assert [p["users"] for p in series.by_users([{"timeseries": rows}])] == [5.0]
+    ctx = build_context([_perf_suite_run(golden)])
+    assert ctx["overview"]["group"].endswith("test_stress_levels#3")
+    run = _perf_suite_run(golden)
+    write = copy.deepcopy(next(t for t in run["tests"] if t["stage"] == "1"
+                               and t["kind"] == "stress"))
+    write["test"] += "#4"
+    write["result"]["labels"]["journey"] = "write"
+    write["result"]["timeseries"] = [{"second": 0, "users": 3, "requests": 500, "errors": 450}]
+    run["tests"].append(write)
+    points = build_context([run])["charts"]["overview"]["errors_vs_users"].get("1") or []
+    assert all(p["users"] != 3.0 for p in points)
