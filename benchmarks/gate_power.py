@@ -287,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.terminate()
             proc.join()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n| mode | stage | condition | failed builds | regressions | cannot judge | "
-          f"can see (median) | gate run max |\n|---|---|---|---:|---:|---:|---:|---:|")
+    print("\n| mode | stage | condition | failed builds | regressions | cannot judge | "
+          "can see (median) | gate run max |\n|---|---|---|---:|---:|---:|---:|---:|")
     for curve in curves:
         for condition, runs in curve.runs.items():
             seen = curve.detectable(condition)

@@ -28,9 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
+
+from server_procs import cpu_seconds, wait_ready  # benchmarks/
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,36 +70,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server for {url} exited {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"server for {url} did not become healthy")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a server process and its workers so far."""
-    import psutil
-
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def wrk(url: str, duration: float, connections: int) -> tuple[float, int]:
@@ -168,7 +139,7 @@ def measure_stage(stage: str, variants: list[str], args: argparse.Namespace) -> 
             ))
             urls[variant] = f"http://127.0.0.1:{port}"
         for variant, proc in zip(variants, procs, strict=True):
-            wait_healthy(urls[variant], proc)
+            wait_ready(urls[variant] + "/healthz", proc, timeout=60)
         path = "/api/users/seed_user_1"
         for variant in variants:  # warm up: caches, lazy imports, the JIT-less first calls
             wrk(urls[variant] + path, 1, args.connections)
