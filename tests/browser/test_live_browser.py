@@ -10,7 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from test_report_browser import CDP, browser  # noqa: F401  (the fixture)
+from test_report_browser import (  # noqa: F401  (browser: the fixture)
+    CDP,
+    browser,
+    page_problems,
+    requested_urls,
+)
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from plugin_helpers import TARGET_CONFTEST  # noqa: E402
@@ -87,12 +92,7 @@ def test_live_page_updates_and_stops_the_load(browser: tuple[CDP, Path]) -> None
     assert entry["stopped"] is True and entry["verdict"] == "failed"
     assert 0 < entry["result"]["duration"] < 30 and entry["result"]["interrupted"]
     assert entry["result"]["total"]["count"] > 0
-    console = [e["params"] for e in events if e.get("method") == "Runtime.consoleAPICalled"
-               and e["params"]["type"] in ("error", "warning", "assert")]
-    exceptions = [e["params"] for e in events if e.get("method") == "Runtime.exceptionThrown"]
-    logs = [e["params"]["entry"] for e in events if e.get("method") == "Log.entryAdded"
-            and e["params"]["entry"]["level"] in ("error", "warning")]
-    assert not console and not exceptions and not logs, (console, exceptions, logs)
-    requested = {e["params"]["request"]["url"] for e in events
-                 if e.get("method") == "Network.requestWillBeSent"}
+    problems = page_problems(events)
+    assert not any(problems), problems
+    requested = requested_urls(events)
     assert requested and all(u.startswith(url) for u in requested), requested

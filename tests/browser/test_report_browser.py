@@ -162,6 +162,21 @@ def _screenshot(cdp: CDP, tmp_path: Path, name: str) -> Path:
     return shot
 
 
+def page_problems(events: list[dict[str, Any]]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Console errors and warnings, uncaught exceptions and log errors among CDP events."""
+    console = [e["params"] for e in events if e.get("method") == "Runtime.consoleAPICalled"
+               and e["params"]["type"] in ("error", "warning", "assert")]
+    exceptions = [e["params"] for e in events if e.get("method") == "Runtime.exceptionThrown"]
+    logs = [e["params"]["entry"] for e in events if e.get("method") == "Log.entryAdded"
+            and e["params"]["entry"]["level"] in ("error", "warning")]
+    return console, exceptions, logs
+
+
+def requested_urls(events: list[dict[str, Any]]) -> set[str]:
+    return {e["params"]["request"]["url"] for e in events
+            if e.get("method") == "Network.requestWillBeSent"}
+
+
 def test_report_renders_offline_with_charts(browser: tuple[CDP, Path]) -> None:
     cdp, tmp_path = browser
     page = _render(tmp_path)
@@ -185,7 +200,8 @@ def test_report_renders_offline_with_charts(browser: tuple[CDP, Path]) -> None:
     assert overall == "27× better"
     findings = cdp.eval("Array.from(document.querySelectorAll('#findings li'))"
                         ".map(li => li.textContent)")
-    assert "stage 1: 56% of requests failed with 503 database is locked in test_realistic[1] at 20 users" in findings
+    assert ("stage 1: 56% of requests failed with 503 database is locked in test_realistic[1] "
+            "at 20 users") in findings
     assert cdp.eval("document.querySelectorAll('#comparison tr.regression').length") == 1
 
     # the switcher shows another multi-stage test's comparison in place of the lead's
@@ -216,12 +232,7 @@ def test_report_renders_offline_with_charts(browser: tuple[CDP, Path]) -> None:
     assert shot.stat().st_size > 50_000
 
     events = cdp.events
-    console = [e["params"] for e in events if e.get("method") == "Runtime.consoleAPICalled"
-               and e["params"]["type"] in ("error", "warning", "assert")]
-    exceptions = [e["params"] for e in events if e.get("method") == "Runtime.exceptionThrown"]
-    logs = [e["params"]["entry"] for e in events if e.get("method") == "Log.entryAdded"
-            and e["params"]["entry"]["level"] in ("error", "warning")]
-    assert not console and not exceptions and not logs, (console, exceptions, logs)
-    requested = {e["params"]["request"]["url"] for e in events
-                 if e.get("method") == "Network.requestWillBeSent"}
+    problems = page_problems(events)
+    assert not any(problems), problems
+    requested = requested_urls(events)
     assert requested == {page.as_uri()}, requested

@@ -70,7 +70,8 @@ def test_overview_compares_the_closed_load_test_across_stages(ctx: dict[str, Any
 
 def test_findings_are_computed_from_the_data(ctx: dict[str, Any]) -> None:
     texts = [f["text"] for f in ctx["findings"]]
-    assert "stage 1: 56% of requests failed with 503 database is locked in test_realistic[1] at 20 users" in texts
+    assert ("stage 1: 56% of requests failed with 503 database is locked in test_realistic[1] "
+            "at 20 users") in texts
     assert ("register and login are bound by password hashing in stage 1.5 and 2: 58 ms of "
             "61 ms per request on average (stage 2)") in texts
     assert "stage 2 holds 19.2× the users of stage 1 within its SLOs (115 vs 6 users)" in texts
@@ -238,13 +239,14 @@ def _perf_suite_run(golden: dict[str, Any]) -> dict[str, Any]:
         for k, users in enumerate((1, 10, 50), start=1):
             t = copy.deepcopy(template)
             t["stage"], t["kind"] = stage, "stress"
-            t["test"] = "tests/perf/test_stress.py::test_stress_levels[stage%s]%s" % (
-                stage, f"#{k}" if k > 1 else "")
+            suffix = f"#{k}" if k > 1 else ""
+            t["test"] = f"tests/perf/test_stress.py::test_stress_levels[stage{stage}]{suffix}"
             t["result"]["workload"]["users"] = users
             tests.append(t)
         one = copy.deepcopy(template)
         one["stage"] = stage
-        one["test"] = f"tests/perf/test_cache_effect.py::test_queries_per_journey[stage{stage}-realistic]#2"
+        one["test"] = ("tests/perf/test_cache_effect.py::"
+                       f"test_queries_per_journey[stage{stage}-realistic]#2")
         one["result"]["workload"]["users"] = 1
         tests.append(one)
     return {**run, "tests": tests}

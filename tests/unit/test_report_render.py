@@ -57,7 +57,8 @@ def test_page_is_self_contained(golden: dict[str, Any]) -> None:
     assert data is not None
     charts = json.loads(data.group(1))
     assert set(charts) == {"overview", "tests"} and len(charts["tests"]) == 12
-    assert "56% of requests failed with 503 database is locked in test_realistic[1] at 20 users" in html
+    assert ("56% of requests failed with 503 database is locked in test_realistic[1] "
+            "at 20 users") in html
 
 
 def test_hostile_names_cannot_break_out(golden: dict[str, Any]) -> None:
