@@ -259,41 +259,37 @@ def _history(opt: Option, value: Any) -> int:
     return n
 
 
-def _address(opt: Option, value: Any) -> tuple[str, int]:
+def _host_port(text: str, *, allow_localhost: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` or ``HOST`` (port 0) -> (host, port); ValueError if it is not that."""
     import ipaddress
 
-    text = str(value).strip()
     host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "0")
-    try:
+    if not (allow_localhost and host == "localhost"):
         ipaddress.ip_address(host)
-        number = int(port or "0")
-        if not 0 <= number < 65536:
-            raise ValueError(port)
+    number = int(port or "0")
+    if not 0 <= number < 65536:
+        raise ValueError(port)
+    return host, number
+
+
+def _address(opt: Option, value: Any) -> tuple[str, int]:
+    try:
+        return _host_port(str(value).strip())
     except ValueError:
         raise usage_error(opt, value, "expected HOST or HOST:PORT with an IP address, such "
                           "as 127.0.0.2 or 0.0.0.0:7777") from None
-    return host, number
 
 
 def _listen(opt: Option, value: Any) -> tuple[str, int] | None:
     """``HOST:PORT``, ``HOST`` or ``PORT`` (on 127.0.0.1); None when the option is not given."""
-    import ipaddress
-
     if value in (None, "", False):
         return None
     text = str(value).strip()
-    if text.isdigit():
-        text = f"127.0.0.1:{text}"
-    host, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "0")
-    host = host or "127.0.0.1"
+    if text.isdigit() or text.startswith(":"):
+        text = f"127.0.0.1:{text.lstrip(':')}"
     try:
-        if host != "localhost":
-            ipaddress.ip_address(host)
-        number = int(port or "0")
-        if not 0 <= number < 65536:
-            raise ValueError(port)
+        return _host_port(text, allow_localhost=True)
     except ValueError:
         raise usage_error(opt, value, "expected HOST:PORT, HOST or PORT with an IP address "
                           "and a port from 0 (a free one) to 65535, such as 127.0.0.1:8089"
                           ) from None
-    return host, number
