@@ -132,7 +132,7 @@ class LoadView:
 def format_line(v: LoadView) -> str:
     """``minigram live: test_x.py::test_a [stage1] 12s/20s users 50 | 312.0 req/s ...``"""
     name = v.test + (f" #{v.call + 1}" if v.call else "") + (f" [{v.stage}]" if v.stage else "")
-    planned = f"/{v.planned:.0f}s" if v.planned else ""
+    planned = f"/{v.planned:g}s" if v.planned else ""
     load = f"users {v.users}" if v.rate is None else f"rate {v.rate:g}/s users {v.users}"
     p95 = "-" if v.p95 is None else f"{ms_number(v.p95)} ms"
     parts = [f"minigram live: {name} {v.elapsed:.0f}s{planned}", load,

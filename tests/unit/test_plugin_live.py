@@ -59,18 +59,24 @@ def test_quiet_silences_the_live_line(pytester: pytest.Pytester, flag: str) -> N
     assert not [line for line in res.outlines if "minigram live:" in line], res.outlines
 
 
-@pytest.mark.xfail(reason="open defect (issue 18): without xdist the live line is sometimes "
-                   "not written at all (seen in CI and here on 2026-12-03, cause not found)",
-                   strict=False)
-def test_single_process_lines_come_from_the_engine(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("verbosity", [[], ["-v"]])
+def test_single_process_lines_come_from_the_engine(pytester: pytest.Pytester,
+                                                   verbosity: list[str]) -> None:
+    # The load runs inside the test, under pytest's output capture: the line must still
+    # reach the terminal, on a line of its own, running lines first and then the outcome.
     _project(pytester, LOAD_TEST.replace("duration=5", "duration=2.5"))
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist",
-                                        timeout=120)
+                                        *verbosity, timeout=120)
     res.assert_outcomes(passed=1)
-    lines = [line for line in res.outlines if "minigram live:" in line]
-    # (a line may follow pytest's progress dot; the progress column pads it with spaces)
-    assert lines and lines[-1].rstrip().endswith("| finished"), res.outlines
+    out = res.outlines
+    lines = [line for line in out if "minigram live:" in line]
+    assert all(line.startswith("minigram live: test_live.py::test_live_load") for line in lines)
+    running = [line for line in lines if not line.endswith("| finished")]
+    assert running and lines[-1].endswith("| finished"), out
     assert "workers" not in lines[0]
+    after = [line for line in out[out.index(lines[-1]) + 1:] if line.strip()]
+    outcome = "test_live.py::test_live_load PASSED" if verbosity else "."
+    assert after[0].startswith(outcome), out  # the outcome follows, on its own line
 
 
 @pytest.mark.parametrize("option,value", [
