@@ -38,7 +38,8 @@ def _encode(hist: HdrHistogram) -> str:
 
 
 class _Second:
-    __slots__ = ("actions", "blob", "cpu", "dropped", "errors", "hist", "requests", "users")
+    __slots__ = ("actions", "blob", "cpu", "dropped", "errors", "hist", "latency", "requests",
+                 "users")
 
     def __init__(self) -> None:
         self.cpu: float | None = None  # the busiest worker's generator CPU that second
@@ -49,6 +50,7 @@ class _Second:
         self.hist: HdrHistogram | None = None
         self.blob: str | None = None  # the histogram, encoded while the second waits
         self.actions: dict[str, list[int]] = {}
+        self.latency: dict[str, list[float]] = {}  # per action: its le counts, then its sum
 
     def histogram(self) -> HdrHistogram:
         if self.hist is None:
@@ -201,6 +203,12 @@ class SeriesAggregate:
                 counts = slot.actions.setdefault(str(name), [0, 0])
                 counts[0] += int(info.get("count", 0))
                 counts[1] += int(info.get("errors", 0))
+                le = info.get("le")
+                if isinstance(le, list):
+                    into = slot.latency.get(str(name))
+                    add = [*le, float(info.get("sum") or 0.0)]
+                    slot.latency[str(name)] = add if into is None else [
+                        a + b for a, b in zip(into, add, strict=True)]
         live = row.get("live")
         if isinstance(live, Mapping):
             slot.dropped += int(live.get("dropped") or 0)
@@ -233,7 +241,10 @@ class SeriesAggregate:
             pct = hist.get_percentile_to_value_dict([50.0, 95.0])
             row["p50"], row["p95"] = pct[50.0] / 1e6, pct[95.0] / 1e6
             row["histogram"] = _encode(hist)
-        actions = {name: {"count": c, "errors": e} for name, (c, e) in sorted(slot.actions.items())}
+        actions: dict[str, dict[str, Any]] = {
+            name: {"count": c, "errors": e} for name, (c, e) in sorted(slot.actions.items())}
+        for name, latency in slot.latency.items():
+            actions[name].update(le=[int(n) for n in latency[:-1]], sum=latency[-1])
         if slot.actions:
             self._actions.append({"t": t, "actions": actions})
         self._new.append((row, {"actions": actions, "dropped": slot.dropped, "cpu": slot.cpu}))

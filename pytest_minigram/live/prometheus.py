@@ -3,6 +3,8 @@ own (never the process-wide default one).
 
 Per test (and stage): ``minigram_requests_total`` and ``minigram_errors_total`` per action,
 ``minigram_latency_seconds`` (a histogram built from the load's HdrHistogram, all actions),
+``minigram_action_latency_seconds`` (the same per action, from the bucket counts the engine
+streams each second),
 ``minigram_active_users``, ``minigram_dropped_arrivals_total`` and
 ``minigram_generator_cpu_ratio`` (the busiest generator's CPU in the last second, of one
 core). Counters add up every load call of a test, finished ones included, so they only grow.
@@ -22,11 +24,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pytest_minigram.live.state import LiveState
+from pytest_minigram.live.state import PROMETHEUS_BOUNDS, LiveState
 
 __all__ = ["BOUNDS", "LiveCollector", "PrometheusEndpoint"]
 
-BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BOUNDS = PROMETHEUS_BOUNDS
 
 
 class LiveCollector(Collector):
@@ -44,6 +46,10 @@ class LiveCollector(Collector):
                                       "user)", labels=labels)
         latency = HistogramMetricFamily("minigram_latency_seconds",
                                         "Request latency (all actions)", labels=labels)
+        action_latency = HistogramMetricFamily(
+            "minigram_action_latency_seconds", "Request latency, per action (bucket counts "
+            "within the load's HdrHistogram precision, 3 significant digits)",
+            labels=[*labels, "action"])
         users = GaugeMetricFamily("minigram_active_users", "Active virtual users",
                                   labels=labels)
         cpu = GaugeMetricFamily("minigram_generator_cpu_ratio",
@@ -52,13 +58,18 @@ class LiveCollector(Collector):
         per_test: dict[tuple[str, str], dict[str, Any]] = {}
         for load in self.state.export(BOUNDS):
             key = (load["test"], load["stage"])
-            agg = per_test.setdefault(key, {"actions": {}, "dropped": 0, "count": 0,
+            agg = per_test.setdefault(key, {"actions": {}, "latency": {}, "dropped": 0,
+                                            "count": 0,
                                             "sum": 0.0, "buckets": [0] * len(BOUNDS),
                                             "users": 0, "cpu": None})
             for name, (count, errs) in load["actions"].items():
                 slot = agg["actions"].setdefault(name, [0, 0])
                 slot[0] += count
                 slot[1] += errs
+            for name, values in load["action_latency"].items():
+                into = agg["latency"].get(name)
+                agg["latency"][name] = values if into is None else [
+                    a + b for a, b in zip(into, values, strict=True)]
             agg["dropped"] += load["dropped"]
             agg["count"] += load["count"]
             agg["sum"] += load["sum"]
@@ -71,13 +82,18 @@ class LiveCollector(Collector):
             for name, (count, errs) in sorted(agg["actions"].items()):
                 requests.add_metric([test, stage, name], count)
                 errors.add_metric([test, stage, name], errs)
+            for name, values in sorted(agg["latency"].items()):
+                count = agg["actions"].get(name, [0, 0])[0]
+                buckets = [(f"{b:g}", n) for b, n in zip(BOUNDS, values[:-1], strict=True)]
+                action_latency.add_metric([test, stage, name], [*buckets, ("+Inf", count)],
+                                          sum_value=values[-1])
             dropped.add_metric([test, stage], agg["dropped"])
             buckets = [(f"{b:g}", n) for b, n in zip(BOUNDS, agg["buckets"], strict=True)]
             latency.add_metric([test, stage], [*buckets, ("+Inf", agg["count"])],
                                sum_value=agg["sum"])
             users.add_metric([test, stage], agg["users"])
             cpu.add_metric([test, stage], agg["cpu"] if agg["cpu"] is not None else 0.0)
-        yield from (requests, errors, dropped, latency, users, cpu)
+        yield from (requests, errors, dropped, latency, action_latency, users, cpu)
 
 
 class PrometheusEndpoint:

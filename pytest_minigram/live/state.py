@@ -23,9 +23,13 @@ from pytest_minigram.load.monitor import SATURATION_CPU
 from pytest_minigram.load.result import new_histogram
 from pytest_minigram.metrics import ms_number
 
-__all__ = ["RECENT", "LiveLoad", "LiveState", "LoadView", "format_line"]
+__all__ = ["PROMETHEUS_BOUNDS", "RECENT", "LiveLoad", "LiveState", "LoadView", "format_line"]
 
 RECENT = 5  # seconds: the p95 "of the last few seconds"
+# seconds: the Prometheus histograms' buckets; each action's are counted by the engine, and
+# only when the controller serves Prometheus metrics (`Recorder` ``latency_bounds``)
+PROMETHEUS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                     10.0)
 RATE_SECONDS = 3  # seconds averaged for the req/s figure
 MAX_FINISHED = 200  # finished loads the page lists
 
@@ -55,6 +59,8 @@ class LiveLoad:
     errors: int = 0
     dropped: int = 0
     actions: dict[str, list[int]] = field(default_factory=dict)  # name -> [count, errors]
+    # name -> its requests at or below each of PROMETHEUS_BOUNDS, then its latency sum (s)
+    latency: dict[str, list[float]] = field(default_factory=dict)
     histogram: HdrHistogram = field(default_factory=new_histogram)
     recent: deque[str | None] = field(default_factory=lambda: deque(maxlen=RECENT))
     ended: float | None = None
@@ -196,6 +202,12 @@ class LiveState:
                 slot = load.actions.setdefault(str(name), [0, 0])
                 slot[0] += int(counts.get("count", 0))
                 slot[1] += int(counts.get("errors", 0))
+                le = counts.get("le")
+                if isinstance(le, list) and len(le) == len(PROMETHEUS_BOUNDS):
+                    add = [*le, float(counts.get("sum") or 0.0)]
+                    into = load.latency.get(str(name))
+                    load.latency[str(name)] = add if into is None else [
+                        a + b for a, b in zip(into, add, strict=True)]
             self.version += 1
 
     def finish(self, load_id: LoadId, outcome: str, reason: str = "",
@@ -244,6 +256,7 @@ class LiveState:
                 out.append({
                     "test": load.test, "stage": load.stage, "running": load.running,
                     "actions": {name: tuple(c) for name, c in load.actions.items()},
+                    "action_latency": {name: list(v) for name, v in load.latency.items()},
                     "requests": load.requests, "errors": load.errors, "dropped": load.dropped,
                     "buckets": buckets, "count": load.histogram.get_total_count(),
                     "sum": total_us / 1e6,

@@ -16,7 +16,13 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from pytest_minigram.load.result import HIGHEST_US, ActionStats, Result, new_histogram
+from pytest_minigram.load.result import (
+    HIGHEST_US,
+    ActionStats,
+    Result,
+    cumulative_counts,
+    new_histogram,
+)
 
 __all__ = ["Progress", "Recorder", "parse_server_timing"]
 
@@ -78,8 +84,10 @@ def parse_server_timing(value: bytes) -> list[tuple[str, float]]:
 class Recorder:
     """Accumulates everything a ``Result`` needs while a run is going on."""
 
-    def __init__(self, apdex_t: float = 0.5, open_model: bool = False) -> None:
+    def __init__(self, apdex_t: float = 0.5, open_model: bool = False,
+                 latency_bounds: tuple[float, ...] | None = None) -> None:
         self.apdex_t = apdex_t
+        self.latency_bounds = latency_bounds
         self._t_us = int(apdex_t * 1e6)
         self._4t_us = 4 * self._t_us
         self.open_model = open_model
@@ -96,6 +104,7 @@ class Recorder:
         self._sec_errors = 0
         self._delta_base: dict[str, tuple[int, int]] = {}  # per action, at the last delta
         self._dropped_base = 0  # dropped iterations at the last delta
+        self._latency_base: dict[str, tuple[list[int], float]] = {}  # per action: le, sum
         self._hot: dict[str, tuple[ActionStats, tuple[HdrHistogram, ...],
                                    tuple[HdrHistogram, ...]]] = {}
 
@@ -198,16 +207,29 @@ class Recorder:
         Per-action counts are the differences of the cumulative counters since the last call,
         so nothing is added to the per-request path.
         """
-        actions: dict[str, dict[str, int]] = {}
+        actions: dict[str, dict[str, Any]] = {}
         base = self._delta_base
         for name, stats in self.actions.items():
             count, errors = base.get(name, (0, 0))
             if stats.count != count or stats.errors != errors:
                 actions[name] = {"count": stats.count - count, "errors": stats.errors - errors}
                 base[name] = (stats.count, stats.errors)
+                if self.latency_bounds is not None:
+                    actions[name].update(self._latency_delta(name, stats.histogram))
         dropped = self.dropped_iterations - self._dropped_base
         self._dropped_base = self.dropped_iterations
         return {**row, "actions": actions, "live": {"dropped": dropped, "cpu": cpu}}
+
+    def _latency_delta(self, name: str, hist: HdrHistogram) -> dict[str, Any]:
+        """That second's requests of one action at or below each of ``latency_bounds``
+        (``le``) and their latency sum (seconds): differences of cumulative counts, so
+        they add up over seconds and workers, like a Prometheus histogram's."""
+        assert self.latency_bounds is not None
+        le, total = cumulative_counts(hist, self.latency_bounds)
+        old_le, old_total = self._latency_base.get(name, ([0] * len(le), 0.0))
+        self._latency_base[name] = (le, total)
+        return {"le": [a - b for a, b in zip(le, old_le, strict=True)],
+                "sum": total - old_total}
 
     def result(self, *, duration: float, workload: dict[str, Any], labels: dict[str, str],
                generator: dict[str, Any], interrupted: bool) -> Result:

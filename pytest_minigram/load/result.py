@@ -5,7 +5,9 @@ See docs/result-schema.md for the serialized shape. Histograms record microsecon
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,30 @@ _SUMMARY_PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(1, HIGHEST_US, 3)
+
+
+_MIDPOINTS: list[float] = []  # per counts index of new_histogram(), its values' midpoint (µs)
+
+
+def cumulative_counts(hist: HdrHistogram, bounds: Sequence[float]) -> tuple[list[int], float]:
+    """How many values of ``hist`` (one of `new_histogram`'s, in µs) lie at or below each
+    bound (seconds), and the sum of all its values (seconds). Reads only the counts between
+    the smallest and the largest value (a millisecond for a typical load's spread)."""
+    if not hist.get_total_count():
+        return [0] * len(bounds), 0.0
+    if not _MIDPOINTS:
+        _MIDPOINTS.extend(hist._hdr_median_equiv_value(hist.get_value_from_index(i))
+                          for i in range(hist.counts_len))
+    lo = hist._counts_index_for(hist.get_min_value())
+    hi = hist._counts_index_for(hist.get_max_value())
+    counts = hist.counts[lo:hi + 1]
+    total = sum(map(operator.mul, counts, _MIDPOINTS[lo:hi + 1])) / 1e6
+    running = list(itertools.accumulate(counts))
+    out = []
+    for bound in bounds:
+        idx = hist._counts_index_for(int(bound * 1e6))
+        out.append(0 if idx < lo else running[min(idx, hi) - lo])
+    return out, total
 
 
 def _decode(blob: str | None) -> HdrHistogram | None:

@@ -132,7 +132,8 @@ def run(workload: Workload, journey: JourneyLike, target: str, *, timeout: float
         max_time: float | None = None, seed: int = 0,
         verify: bool = True, ca_bundle: str | os.PathLike[str] | None = None,
         on_start: StartCallback | None = None,
-        on_second: SecondCallback | None = None) -> Result:
+        on_second: SecondCallback | None = None,
+        latency_bounds: tuple[float, ...] | None = None) -> Result:
     """Run synchronously in a fresh event loop (uvloop when installed).
 
     Ctrl-C (or ``stop_event.set()``) ends the run early and returns the partial result with
@@ -143,8 +144,10 @@ def run(workload: Workload, journey: JourneyLike, target: str, *, timeout: float
     Streaming (for a coordinator): ``on_start(t)`` is called once with the instant the run
     really started (``time.time()``, the result's ``started_at``); ``on_second(delta)`` after
     every second of the time series, the last partial one included, with that second's
-    ``Result.timeseries`` row plus ``"actions"``, its requests and errors per action. Both
-    run in the event loop: they must be quick and must not raise.
+    ``Result.timeseries`` row plus ``"actions"``, its requests and errors per action (and,
+    with ``latency_bounds`` in seconds, each action's ``le`` counts at those bounds and its
+    latency ``sum``, for a Prometheus histogram). Both run in the event loop: they must be
+    quick and must not raise.
     """
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     with contextlib.suppress(ImportError):
@@ -157,6 +160,7 @@ def run(workload: Workload, journey: JourneyLike, target: str, *, timeout: float
             params=params, on_progress=on_progress, start_at=start_at, stop_event=stop_event,
             max_time=max_time, seed=seed,
             verify=verify, ca_bundle=ca_bundle, on_start=on_start, on_second=on_second,
+            latency_bounds=latency_bounds,
         ))
 
 
@@ -171,7 +175,8 @@ async def run_async(workload: Workload, journey: JourneyLike, target: str, *,
                     verify: bool = True,
                     ca_bundle: str | os.PathLike[str] | None = None,
                     on_start: StartCallback | None = None,
-                    on_second: SecondCallback | None = None) -> Result:
+                    on_second: SecondCallback | None = None,
+                    latency_bounds: tuple[float, ...] | None = None) -> Result:
     """The coroutine behind :func:`run`; cancelling it returns the partial result."""
     journey = as_journey(journey)
     if not isinstance(workload, Workload):
@@ -186,7 +191,8 @@ async def run_async(workload: Workload, journey: JourneyLike, target: str, *,
             await asyncio.sleep(max(0.0, start_at - time.time()))
         except asyncio.CancelledError:
             interrupted = True
-    recorder = Recorder(apdex_t, open_model=workload.model != "closed")
+    recorder = Recorder(apdex_t, open_model=workload.model != "closed",
+                        latency_bounds=latency_bounds)
     engine = _Engine(journey, tgt, recorder, dict(params or {}), timeout, seed)
     monitor = CpuMonitor()
     recorder.started = time.time()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_minigram.coordination import CoordinationError
+from pytest_minigram.live.state import PROMETHEUS_BOUNDS
 from pytest_minigram.load import Closed, Journey, Open, RampingRate, Result, concat, run
 from pytest_minigram.load import parse_duration as _parse_duration
 from pytest_minigram.load.registry import resolve_journey
@@ -122,7 +123,10 @@ class Conductor:
                   "target": redact_url(target.url)}
         options = {"timeout": spec.timeout, "apdex_t": spec.apdex_t, "labels": labels,
                    "params": {**target.params, **(spec.params or {})},
-                   "verify": spec.verify, "ca_bundle": spec.ca_bundle}
+                   "verify": spec.verify, "ca_bundle": spec.ca_bundle,
+                   # per-action latency buckets cost the engine a scan a second: only when
+                   # the controller serves them
+                   "latency_bounds": PROMETHEUS_BOUNDS if self.settings.prometheus else None}
         cpu_before = [process_tree_cpu(pid) for pid in target.pids]
         base_urls = [url for info in baseline for url in info.urls]
         parts: dict[str, list[Result]] = {HEAD: [], BASELINE: []}

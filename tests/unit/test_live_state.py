@@ -7,20 +7,30 @@ from typing import Any
 import pytest
 
 from pytest_minigram.coordination import SeriesAggregate
-from pytest_minigram.live.state import RECENT, LiveState, LoadView, format_line
+from pytest_minigram.live.prometheus import LiveCollector
+from pytest_minigram.live.state import (
+    PROMETHEUS_BOUNDS,
+    RECENT,
+    LiveState,
+    LoadView,
+    format_line,
+)
 from pytest_minigram.load.recorder import Recorder
 
 
 def _seconds(latencies: list[list[float]], users: int = 4, failed_every: int = 0,
-             cpu: float | None = 0.3) -> list[dict[str, Any]]:
+             cpu: float | None = 0.3, bounds: tuple[float, ...] | None = None,
+             action: str | None = None) -> list[dict[str, Any]]:
     """Engine deltas, one per second, from a real Recorder."""
-    rec = Recorder()
+    rec = Recorder(latency_bounds=bounds)
     out = []
     n = 0
     for second in latencies:
         for latency in second:
             n += 1
-            rec.record("feed", latency, 0.0, bool(failed_every and n % failed_every == 0))
+            name = action or ("feed" if n % 3 else "post")
+            rec.record(name if bounds else "feed", latency, 0.0,
+                       bool(failed_every and n % failed_every == 0))
         out.append(rec.delta(rec.tick(users), cpu))
     return out
 
@@ -102,6 +112,55 @@ def test_merged_seconds_of_two_workers_are_what_the_line_counts() -> None:
     view: LoadView = state.get(load.id).view(now=103.0)  # type: ignore[union-attr]
     assert view.rps == pytest.approx(12.0) and view.saturated  # the busiest worker counts
     assert state.get(load.id).actions == {"feed": [36, 0]}  # type: ignore[union-attr]
+
+
+def test_per_action_latency_buckets_add_up_over_seconds_and_workers() -> None:
+    """Engine (le counts per second) -> coordinator (summed over workers) -> live state ->
+    the Prometheus histogram per action: exact counts at each bound, the latency sum."""
+    worker_latencies = {"gw0": [[0.0008, 0.004, 0.004, 0.03, 0.2, 0.7]] * 3,
+                        "gw1": [[0.002, 0.009, 0.06, 0.06, 3.0, 12.0]] * 2}
+    agg = SeriesAggregate(list(worker_latencies))
+    deltas = {}
+    for wid, seconds in worker_latencies.items():
+        agg.started(wid, 100.0)
+        deltas[wid] = _seconds(seconds, bounds=PROMETHEUS_BOUNDS)
+    state = LiveState()
+    load = state.begin("t.py::x", stage="stage2", workers=2, started=100.0)
+    for wid, rows in deltas.items():
+        for row in rows:
+            agg.add(wid, row)
+    for wid in worker_latencies:
+        agg.finish(wid)
+    for row, extra in agg.take_new():
+        state.second(load.id, row, extra)
+    # what each action saw, counted from the latencies themselves
+    expected: dict[str, list[float]] = {}
+    for seconds in worker_latencies.values():
+        n = 0
+        for second in seconds:
+            for latency in second:
+                n += 1
+                slot = expected.setdefault("feed" if n % 3 else "post",
+                                           [0] * len(PROMETHEUS_BOUNDS) + [0.0])
+                for i, bound in enumerate(PROMETHEUS_BOUNDS):
+                    slot[i] += latency <= bound
+                slot[-1] += latency
+    got = state.get(load.id).latency  # type: ignore[union-attr]
+    assert set(got) == {"feed", "post"}
+    for name, values in expected.items():
+        assert got[name][:-1] == values[:-1], name
+        assert got[name][-1] == pytest.approx(values[-1], rel=2e-3)
+    metrics = {m.name: m for m in LiveCollector(state).collect()}
+    samples = {(s.name, s.labels.get("action"), s.labels.get("le")): s.value
+               for s in metrics["minigram_action_latency_seconds"].samples}
+    feed_count = state.get(load.id).actions["feed"][0]  # type: ignore[union-attr]
+    assert samples[("minigram_action_latency_seconds_bucket", "feed", "0.005")] == \
+        expected["feed"][PROMETHEUS_BOUNDS.index(0.005)]
+    assert samples[("minigram_action_latency_seconds_bucket", "feed", "+Inf")] == feed_count
+    assert samples[("minigram_action_latency_seconds_count", "feed", None)] == feed_count
+    # the engine counts them only when asked (the controller serves Prometheus)
+    plain = _seconds([[0.01] * 4])
+    assert all("le" not in a for d in plain for a in d["actions"].values())
 
 
 def test_format_line_without_plan_or_stage() -> None:

@@ -127,6 +127,10 @@ def test_scraped(minigram_load, pytestconfig):
     final, text = scrape(url)
     last_second = max(row["requests"] for row in result.timeseries[-2:])
     assert result.count - last_second <= final <= result.count, (final, result.count)
+    per_action = sum(float(m.group(2)) for m in re.finditer(
+        r'^minigram_action_latency_seconds_count\\{(.*?)\\} ([0-9.e+]+)$', text, re.M)
+        if 'test="test_prom.py::test_scraped"' in m.group(1))
+    assert per_action == final, (per_action, final)  # every request, in its action's histogram
     for name in ("minigram_errors_total", "minigram_latency_seconds_bucket",
                  "minigram_active_users", "minigram_dropped_arrivals_total",
                  "minigram_generator_cpu_ratio"):
