@@ -3,7 +3,7 @@ over plain HTTP and over TLS.
 
     .venv/bin/python benchmarks/generator_efficiency.py [--seconds 8] [--repeat 3]
                                                        [--connections 32] [--memory-users 10000]
-                                                       [--no-tls]
+                                                       [--no-tls] [--live]
 
 Starts a trivial JSON endpoint (uvicorn, one worker) in a subprocess, serving the same app on
 two ports, plain and TLS (a throwaway certificate from trustme, the test extra), then runs each
@@ -14,6 +14,13 @@ handshake per connection. CPU is the generator process's user+system time during
 wrk, its whole run). Prints the median CPU seconds per 1000 requests of each tool, plain and TLS
 side by side, and the ratios. Then checks that one engine process holds many closed-model users
 with long think time, and prints its peak RSS.
+
+``--live`` adds, in the same rounds, our engine inside a pytest session (a perf test of
+``--connections`` users, no xdist) run with ``--minigram-quiet`` and with ``--minigram-live
+--minigram-prometheus`` (the live line, the page and the metrics, per-action histograms
+included): what watching a load costs the generator, as the ratio live / quiet, beside the
+spread of the quiet runs themselves (the noise the ratio must be read against). The session's
+CPU is the engine process's during the load, from the result's generator monitor.
 """
 
 from __future__ import annotations
@@ -120,6 +127,49 @@ print(json.dumps({"requests": total.num_requests, "errors": total.num_failures, 
 '''
 
 
+PYTEST_CONFTEST = '''
+import os
+import pytest
+
+@pytest.fixture
+def minigram_target():
+    return os.environ["BENCH_URL"]
+'''
+
+PYTEST_TEST = '''
+import os
+import pytest
+
+async def hit(user):
+    await user.get("/", name="root")
+
+@pytest.mark.perf
+def test_bench(minigram_load):
+    minigram_load(hit, users=int(os.environ["BENCH_USERS"]),
+                  duration=float(os.environ["BENCH_SECONDS"]))
+'''
+
+PYTEST_CONFIGS = {"pytest-quiet": ["-q", "--minigram-quiet"],
+                  "pytest-live": ["-v", "--minigram-live", "--minigram-prometheus"]}
+
+
+def run_pytest(project: str, url: str, users: str, seconds: str,
+               args: list[str]) -> dict[str, Any]:
+    """One pytest session with a perf test of our engine; its generator CPU from the result."""
+    out = os.path.join(project, "run.json")
+    env = {**os.environ, "BENCH_URL": url, "BENCH_USERS": users, "BENCH_SECONDS": seconds}
+    env.pop("PYTEST_ADDOPTS", None)
+    subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
+                    "-o", "addopts=", *args, f"--minigram-results={out}", "test_bench.py"],
+                   cwd=project, env=env, check=True, capture_output=True, text=True,
+                   timeout=600)
+    with open(out) as f:
+        (test,) = json.load(f)["tests"]
+    result = test["result"]
+    return {"requests": result["total"]["count"], "errors": result["total"]["errors"],
+            "cpu": result["generator"]["cpu_mean"] * result["duration"]}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -189,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-users", type=int, default=10_000,
                         help="Closed-model users for the memory check (0 to skip)")
     parser.add_argument("--no-tls", action="store_true", help="Plain HTTP only")
+    parser.add_argument("--live", action="store_true",
+                        help="Also our engine in a pytest session, quiet and with "
+                             "--minigram-live --minigram-prometheus")
     args = parser.parse_args(argv)
+    print(f"load average before: {os.getloadavg()}")
 
     port, tls_port = free_port(), free_port()
     url, tls_url = f"http://127.0.0.1:{port}", f"https://127.0.0.1:{tls_port}"
@@ -218,6 +272,14 @@ def main(argv: list[str] | None = None) -> int:
             tools["locust-fasthttp"] = lambda: run_python(LOCUST, url, conns, secs)
         else:
             print("locust not importable (pip install '.[bench]'): skipped")
+        if args.live:
+            with open(os.path.join(tmp, "conftest.py"), "w") as f:
+                f.write(PYTEST_CONFTEST)
+            with open(os.path.join(tmp, "test_bench.py"), "w") as f:
+                f.write(PYTEST_TEST)
+            for name, extra in PYTEST_CONFIGS.items():
+                tools[name] = (lambda extra=extra:  # type: ignore[misc]
+                               run_pytest(tmp, url, conns, secs, extra))
         per_1000: dict[str, list[float]] = {name: [] for name in tools}
         rates: dict[str, list[float]] = {name: [] for name in tools}
         for i in range(args.repeat):
@@ -253,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         if "locust-fasthttp" in med:
             print(f"  locust-fasthttp / ours   {med['locust-fasthttp'] / med['ours']:.2f}x  "
                   "(target >= 3)")
+        if args.live:
+            quiet = per_1000["pytest-quiet"]
+            print(f"  pytest live / quiet      "
+                  f"{med['pytest-live'] / med['pytest-quiet']:.3f}x CPU per request "
+                  f"(quiet runs spread {min(quiet) / med['pytest-quiet']:.3f}-"
+                  f"{max(quiet) / med['pytest-quiet']:.3f}x of their median; "
+                  f"req/s {rate['pytest-live'] / rate['pytest-quiet']:.3f}x)")
         if args.memory_users:
             m = run_python(MEMORY, url, str(args.memory_users), "10")
             print(f"\n{args.memory_users} closed-model users, think time 60-120 s: "
@@ -266,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             server.kill()
             server.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+    print(f"load average after: {os.getloadavg()}")
     return 0
 
 
